@@ -1,0 +1,86 @@
+/* mpillm parallel: the dp x pp x tp process grid, its communicators, the status
+ * agreement that keeps ranks on the same branch, and the collective wrappers.
+ * This module is the only code that calls MPI_*; the others hold MPI_Comm values
+ * from struct mpl_grid and pass them back here. Every wrapper is timed so that the
+ * share of time spent communicating can be reported (mpl_par_comm_seconds). */
+#ifndef MPILLM_PARALLEL_H
+#define MPILLM_PARALLEL_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpillm/core.h"
+
+/* Rank r of the world sits at
+ *   r = (dp_rank * pp_size + pp_rank) * tp_size + tp_rank,
+ * so the tensor-parallel ranks of one stage are neighbours (one node when ranks
+ * are placed by core), then the stages of one replica, then the replicas. */
+struct mpl_grid {
+  MPI_Comm world;      /* a duplicate of MPI_COMM_WORLD, errors returned */
+  int rank, size;      /* in world */
+  int dp_size, pp_size, tp_size;
+  int dp_rank, pp_rank, tp_rank;
+  MPI_Comm tp_comm;    /* the tp_size ranks of one stage of one replica */
+  MPI_Comm pp_comm;    /* the pp_size stages of one replica with this tp_rank */
+  MPI_Comm dp_comm;    /* the dp_size replicas' ranks with this pp_rank and tp_rank */
+  MPI_Comm replica_comm; /* all pp_size * tp_size ranks of this replica */
+};
+
+/* Starts MPI (thread level FUNNELED), sets MPI_ERRORS_RETURN, installs MPI_Abort
+ * as the assertion hook and the rank into the log. Collective on MPI_COMM_WORLD. */
+enum mpl_status mpl_par_init(int *argc, char ***argv);
+/* Ends MPI if mpl_par_init started it. Collective on MPI_COMM_WORLD. */
+void mpl_par_finalize(void);
+int mpl_par_world_rank(void);
+int mpl_par_world_size(void);
+
+/* Fills the layout factors that are 0 ("not given") so that dp*pp*tp == n_ranks:
+ * pp and dp default to 1 and tp takes the rest, except that when tp is given and
+ * dp is not, dp takes the rest. A product that cannot match is MPL_ERR_ARG with a
+ * message naming the factors. Local (same answer on every rank). */
+enum mpl_status mpl_par_layout_resolve(int n_ranks, int *dp_size, int *pp_size, int *tp_size);
+
+/* Builds the grid for a resolved layout. Collective on MPI_COMM_WORLD. Free with
+ * mpl_par_grid_free (safe on a zeroed struct). */
+enum mpl_status mpl_par_grid_init(struct mpl_grid *grid, int dp_size, int pp_size, int tp_size);
+void mpl_par_grid_free(struct mpl_grid *grid);
+
+/* The agreement: every rank of comm passes the status of the step it just took and
+ * gets back the same answer. When some rank failed, every rank returns the status
+ * of the lowest failing rank and holds its message, as
+ * "[rank r] message" plus " (on all N ranks)" or " (and k more ranks failed)".
+ * Call it after any step that can fail on some ranks and before the next
+ * collective. Collective on comm. */
+enum mpl_status mpl_par_agree(MPI_Comm comm, enum mpl_status local);
+
+int mpl_par_comm_rank(MPI_Comm comm);
+int mpl_par_comm_size(MPI_Comm comm);
+
+/* Collective wrappers; each is collective on comm, returns MPL_ERR_MPI with a
+ * message naming the operation when MPI fails, and adds its time to the
+ * communication clock. Counts are elements, not bytes. */
+enum mpl_status mpl_par_barrier(MPI_Comm comm);
+enum mpl_status mpl_par_bcast(MPI_Comm comm, void *buf, size_t n_bytes, int root);
+enum mpl_status mpl_par_allreduce_sum_f32(MPI_Comm comm, float *buf, size_t n);
+enum mpl_status mpl_par_allreduce_sum_f64(MPI_Comm comm, double *buf, size_t n);
+enum mpl_status mpl_par_allreduce_max_f64(MPI_Comm comm, double *buf, size_t n);
+enum mpl_status mpl_par_allreduce_sum_i64(MPI_Comm comm, int64_t *buf, size_t n);
+enum mpl_status mpl_par_allreduce_max_i64(MPI_Comm comm, int64_t *buf, size_t n);
+/* For each of n pairs, the largest value and, among equal values, the smallest
+ * index (greedy sampling over a vocabulary split across ranks). */
+enum mpl_status mpl_par_allreduce_maxloc(MPI_Comm comm, float *values, int64_t *indices, size_t n);
+/* Gathers n_bytes from every rank to root; recv (root only) is laid out in rank
+ * order, rank i's piece at displs[i] with counts[i] bytes (root only). */
+enum mpl_status mpl_par_gatherv(MPI_Comm comm, const void *send, size_t n_bytes, void *recv,
+                                const size_t *counts, const size_t *displs, int root);
+enum mpl_status mpl_par_allgather(MPI_Comm comm, const void *send, size_t n_bytes, void *recv);
+/* Point to point, blocking. Local to the pair. */
+enum mpl_status mpl_par_send(MPI_Comm comm, const void *buf, size_t n_bytes, int dest, int tag);
+enum mpl_status mpl_par_recv(MPI_Comm comm, void *buf, size_t n_bytes, int source, int tag);
+
+/* Seconds this process spent inside the wrappers since start or the last reset. Local. */
+double mpl_par_comm_seconds(void);
+void mpl_par_comm_reset(void);
+
+#endif

@@ -1,0 +1,9 @@
+/* The subcommand table: one line per command; each lives in cmd_<name>.c. */
+#include "mpillm/cli.h"
+#include "commands.h"
+
+const struct mpl_cli_command mpl_cli_commands[] = {
+    {"info", "show the MPI layout, threads, binding and library versions this run sees", mpl_cmd_info, false},
+};
+
+const int mpl_cli_n_commands = (int)(sizeof mpl_cli_commands / sizeof mpl_cli_commands[0]);
