@@ -60,6 +60,19 @@ enum mpl_status mpl_model_part_for(const struct mpl_model_config *cfg, int pp_ra
                                    const int *layers_per_stage, int tp_rank, int tp_size,
                                    struct mpl_model_part *part);
 
+/* One rectangle of a checkpoint tensor, in the full tensor's coordinates (a 1-D
+ * tensor is one row). A part may need several rectangles of one tensor (GPT-2's
+ * fused c_attn: its q, k and v columns). */
+struct mpl_tensor_rect {
+  char name[160];
+  int64_t row0, n_rows, col0, n_cols;
+};
+/* Every rectangle the part's weights come from: the single source of truth for the
+ * loader and for `mpillm shard`. *rects is freed by the caller with free(). Local. */
+enum mpl_status mpl_model_part_rects(const struct mpl_model_config *cfg,
+                                     const struct mpl_model_part *part,
+                                     struct mpl_tensor_rect **rects, int *n_rects);
+
 struct mpl_model; /* opaque */
 
 /* Loads this rank's part from a model file or shard set: reads only its own
