@@ -50,6 +50,7 @@ enum mpl_status mpl_model_config_check(const struct mpl_model_config *cfg);
  * need (replicated across ranks). */
 struct mpl_model_part {
   int tp_rank, tp_size;
+  int pp_rank, pp_size;         /* the stage, so the loader opens the right shard file */
   int layer_begin, layer_end;   /* this stage's layers, [begin, end) */
   bool has_embedding;           /* the first stage embeds tokens */
   bool has_head;                /* the last stage applies the final norm and LM head */
