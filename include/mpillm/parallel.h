@@ -79,6 +79,35 @@ enum mpl_status mpl_par_allgather(MPI_Comm comm, const void *send, size_t n_byte
 enum mpl_status mpl_par_send(MPI_Comm comm, const void *buf, size_t n_bytes, int dest, int tag);
 enum mpl_status mpl_par_recv(MPI_Comm comm, void *buf, size_t n_bytes, int source, int tag);
 
+/* The launch as the ranks see it. mpl_par_threads_resolve picks the threads per
+ * rank: MPILLM_THREADS, else OPENBLAS_NUM_THREADS, else SLURM_CPUS_PER_TASK, else
+ * the node's cores / its ranks (at least 1); *source names where it came from
+ * (a static string). Collective on comm (it counts the ranks per node). */
+enum mpl_status mpl_par_threads_resolve(MPI_Comm comm, int *n_threads, const char **source);
+/* Gathers launcher (Slurm job / Open MPI / none), ranks and ranks per node, threads per
+ * rank (n_threads <= 0: resolved here) and each rank's CPU binding, and writes one line
+ * into line on rank 0 ("" elsewhere), ending in WARNING parts when a node's ranks x
+ * threads exceed its cores or a rank has fewer CPUs than threads. Commands call it at
+ * start and log the line. Collective on comm. */
+enum mpl_status mpl_par_launch_report(MPI_Comm comm, int n_threads, const char *threads_source,
+                                      char *line, size_t line_bytes);
+
+/* The emulated network, for multi-host experiments on one machine: an opt-in delay
+ * that the wrappers above add to messages crossing emulated hosts, after the real
+ * MPI call. Host of world rank r: r / host_ranks (host_ranks 0: the real nodes).
+ * One crossing step costs latency + bytes / bandwidth; per call, with h hosts in comm:
+ *   recv from another host: 1 step (the receiver waits; send adds nothing)
+ *   bcast: ceil(log2 h) steps; barrier: ceil(log2 h) latencies
+ *   allreduce: min(ceil(log2 h) steps, 2(h-1) steps of bytes/h)
+ *   gatherv (root) / allgather: ceil(log2 h) latencies + off-host bytes / bandwidth
+ * latency 0 and bandwidth 0 turn it off. Collective on MPI_COMM_WORLD. */
+enum mpl_status mpl_par_net_configure(double latency_us, double bw_mbps, int host_ranks);
+/* Reads MPILLM_NET_DELAY_US, MPILLM_NET_BW_MBPS (Mbit/s) and MPILLM_NET_HOST_RANKS;
+ * mpl_par_init calls it. A bad value is MPL_ERR_ARG naming it. Collective on world. */
+enum mpl_status mpl_par_net_configure_from_env(void);
+/* Seconds of emulated delay this process added since the last configure. Local. */
+double mpl_par_net_delay_seconds(void);
+
 /* Seconds this process spent inside the wrappers since start or the last reset. Local. */
 double mpl_par_comm_seconds(void);
 void mpl_par_comm_reset(void);

@@ -7,14 +7,67 @@
 
 #include "commands.h"
 
+/* microbenchmarks of the wrappers the runtime uses, between all ranks of the world
+ * (sendrecv: a ping-pong between rank 0 and the last rank, usually on another node) */
+static enum mpl_status comm_bench(struct mpl_grid *grid) {
+  static const size_t sizes[] = {8, 1024, 64 * 1024, 1024 * 1024};
+  const int n_sizes = (int)(sizeof sizes / sizeof sizes[0]);
+  const size_t max_bytes = sizes[n_sizes - 1];
+  char *buf = mpl_alloc(max_bytes, "the communication benchmark buffer");
+  enum mpl_status st = mpl_par_agree(grid->world, buf ? MPL_OK : MPL_ERR_NOMEM);
+  if (st != MPL_OK) {
+    mpl_free(buf);
+    return st;
+  }
+  int last = grid->size - 1;
+  if (grid->rank == 0)
+    printf("comm-bench %d ranks (sendrecv: rank 0 <-> rank %d), microseconds per call:\n"
+           "%10s %12s %12s %12s %14s\n",
+           grid->size, last, "bytes", "allreduce", "bcast", "sendrecv", "sendrecv MB/s");
+  for (int i = 0; i < n_sizes && st == MPL_OK; i++) {
+    size_t n = sizes[i];
+    int reps = n >= 1024 * 1024 ? 5 : n >= 64 * 1024 ? 20 : 100;
+    double t[3] = {0, 0, 0};
+    st = mpl_par_barrier(grid->world);
+    double t0 = mpl_time_now();
+    for (int r = 0; r < reps && st == MPL_OK; r++)
+      st = mpl_par_allreduce_sum_f32(grid->world, (float *)buf, n / sizeof(float) ? n / sizeof(float) : 1);
+    t[0] = (mpl_time_now() - t0) / reps;
+    if (st == MPL_OK) st = mpl_par_barrier(grid->world);
+    t0 = mpl_time_now();
+    for (int r = 0; r < reps && st == MPL_OK; r++) st = mpl_par_bcast(grid->world, buf, n, 0);
+    t[1] = (mpl_time_now() - t0) / reps;
+    if (st == MPL_OK) st = mpl_par_barrier(grid->world);
+    t0 = mpl_time_now();
+    for (int r = 0; r < reps && st == MPL_OK && last > 0; r++) {
+      if (grid->rank == 0) {
+        st = mpl_par_send(grid->world, buf, n, last, 7);
+        if (st == MPL_OK) st = mpl_par_recv(grid->world, buf, n, last, 7);
+      } else if (grid->rank == last) {
+        st = mpl_par_recv(grid->world, buf, n, 0, 7);
+        if (st == MPL_OK) st = mpl_par_send(grid->world, buf, n, 0, 7);
+      }
+    }
+    t[2] = (mpl_time_now() - t0) / reps / 2; /* one way */
+    st = mpl_par_agree(grid->world, st);
+    if (st == MPL_OK && grid->rank == 0)
+      printf("%10zu %12.1f %12.1f %12.1f %14.1f\n", n, t[0] * 1e6, t[1] * 1e6,
+             last > 0 ? t[2] * 1e6 : 0.0, last > 0 ? n / t[2] / 1e6 : 0.0);
+  }
+  mpl_free(buf);
+  return st;
+}
+
 enum mpl_status mpl_cmd_info(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   long dp = 0, pp = 0, tp = 0;
+  bool bench = false;
   const struct mpl_opt opts[] = {
+      {"comm-bench", 0, MPL_OPT_FLAG, &bench, NULL, "also time allreduce, bcast and send/recv at 8 B..1 MiB"},
       {"dp", 0, MPL_OPT_INT, &dp, "D", "data-parallel replicas (default: inferred)"},
       {"pp", 0, MPL_OPT_INT, &pp, "P", "pipeline stages (default 1)"},
       {"tp", 0, MPL_OPT_INT, &tp, "T", "tensor-parallel ranks per stage (default: the rest)"},
   };
-  const struct mpl_cmd_spec spec = {"info", "mpillm info [--dp D --pp P --tp T]",
+  const struct mpl_cmd_spec spec = {"info", "mpillm info [--dp D --pp P --tp T] [--comm-bench]",
                                     "Show the layout, threads and libraries this run sees.", opts,
                                     (int)(sizeof opts / sizeof opts[0]), 0, 0};
   char **pos = NULL;
@@ -30,6 +83,16 @@ enum mpl_status mpl_cmd_info(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   st = mpl_par_grid_init(&grid, d, p, t);
   st = mpl_par_agree(MPI_COMM_WORLD, st);
   if (st != MPL_OK) return st;
+  int n_threads = 0;
+  const char *threads_from = NULL;
+  char launch[1024];
+  st = mpl_par_threads_resolve(grid.world, &n_threads, &threads_from);
+  if (st == MPL_OK) st = mpl_par_launch_report(grid.world, n_threads, threads_from, launch, sizeof launch);
+  st = mpl_par_agree(grid.world, st);
+  if (st != MPL_OK) {
+    mpl_par_grid_free(&grid);
+    return st;
+  }
   if (grid.rank == 0) {
     unsigned maj = 0, min = 0, rel = 0;
     H5get_libversion(&maj, &min, &rel);
@@ -52,7 +115,10 @@ enum mpl_status mpl_cmd_info(int argc, char **argv, struct mpl_cli_ctx *ctx) {
 #endif
     );
     printf("OpenBLAS   %s, %d threads\n", openblas_get_config(), openblas_get_num_threads());
+    printf("threads    %d per rank (from %s)\n", n_threads, threads_from);
+    printf("%s\n", launch);
   }
+  if (bench) st = comm_bench(&grid);
   mpl_par_grid_free(&grid);
-  return MPL_OK;
+  return st;
 }

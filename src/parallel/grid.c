@@ -3,14 +3,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "mpillm/parallel.h"
 
 static int started_mpi = 0;
+static bool by_mpirun = false;
+
+bool mpl_par__started_by_mpirun(void) { return by_mpirun; }
 
 static void abort_job(void) { MPI_Abort(MPI_COMM_WORLD, 134); }
 
 enum mpl_status mpl_par_init(int *argc, char ***argv) {
   int initialized = 0;
+  by_mpirun = getenv("OMPI_MCA_orte_launch") != NULL;
   MPI_Initialized(&initialized);
   if (!initialized) {
     int provided = 0;
@@ -28,7 +33,7 @@ enum mpl_status mpl_par_init(int *argc, char ***argv) {
   if (level && strcmp(level, "warn") == 0) lvl = MPL_LOG_WARN;
   mpl_log_init(rank, lvl, all && strcmp(all, "0") != 0);
   mpl_assert_set_abort_hook(abort_job);
-  return MPL_OK;
+  return mpl_par_net_configure_from_env();
 }
 
 void mpl_par_finalize(void) {
