@@ -1,0 +1,19 @@
+/* The one file that calls OpenBLAS: single-threaded sgemm for the pool's tiles. */
+#include <cblas.h>
+
+#include "tensor/kernels.h"
+
+/* OpenBLAS's own (declared in its cblas.h; repeated for cblas.h files without it) */
+void openblas_set_num_threads(int num_threads);
+
+void mpl_tensor__sgemm_nt(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w, int n,
+                          int n_rows, int n_in) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n_rows, n_in, 1.0f, x, (int)ldx, w,
+              (int)n_in, 0.0f, y, (int)ldy);
+}
+
+void mpl_tensor__blas_threads(int n_pool_threads) {
+  /* the pool's threads each call sgemm on their own tiles: OpenBLAS threads on top
+   * would oversubscribe the cores. With no pool, OpenBLAS keeps its own setting. */
+  if (n_pool_threads > 1) openblas_set_num_threads(1);
+}

@@ -1,0 +1,88 @@
+/* AVX-512 kernels: weight rows streamed once against up to four activation rows,
+ * bf16 widened to f32 in registers (a shift), tails by masked loads. */
+#include <immintrin.h>
+
+#include "tensor/kernels.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE __m512 load16(const void *w, bool bf16, int64_t i) {
+  if (bf16) {
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + i));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  return _mm512_loadu_ps((const float *)w + i);
+}
+
+INLINE __m512 load16_mask(const void *w, bool bf16, int64_t i, __mmask16 m) {
+  if (bf16) {
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)w + i);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  return _mm512_maskz_loadu_ps(m, (const float *)w + i);
+}
+
+INLINE void rows_n(const int N, const bool bf16, float *y, int64_t ldy, const float *x, int64_t ldx,
+                   const void *w, int64_t row0, int64_t row1, int n_in) {
+  for (int64_t o = row0; o < row1; o++) {
+    const void *wr = bf16 ? (const void *)((const uint16_t *)w + o * n_in)
+                          : (const void *)((const float *)w + o * n_in);
+    __m512 acc0[4], acc1[4];
+    for (int t = 0; t < N; t++) acc0[t] = acc1[t] = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n_in; i += 32) {
+      __m512 w0 = load16(wr, bf16, i), w1 = load16(wr, bf16, i + 16);
+      for (int t = 0; t < N; t++) {
+        acc0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * ldx + i), acc0[t]);
+        acc1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + t * ldx + i + 16), acc1[t]);
+      }
+    }
+    for (; i < n_in; i += 16) {
+      int rem = n_in - i;
+      __mmask16 m = rem >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rem) - 1);
+      __m512 w0 = load16_mask(wr, bf16, i, m);
+      for (int t = 0; t < N; t++)
+        acc0[t] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x + t * ldx + i), acc0[t]);
+    }
+    for (int t = 0; t < N; t++) y[t * ldy + o] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t]));
+  }
+}
+
+MPL_ROWS_KERNEL(avx512) {
+  bool bf16 = dtype == MPL_DTYPE_BF16;
+#define CASE(N)                                                                    \
+  case N:                                                                          \
+    if (bf16) rows_n(N, true, y, ldy, x, ldx, w, row0, row1, n_in);                \
+    else rows_n(N, false, y, ldy, x, ldx, w, row0, row1, n_in);                    \
+    return;
+  switch (n_x) {
+    CASE(1)
+    CASE(2)
+    CASE(3)
+    CASE(4)
+  default:
+    MPL_ASSERT(0, "rows kernel for %d rows", n_x);
+  }
+#undef CASE
+}
+
+float mpl_tensor__dot_avx512(const float *a, const float *b, int n) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int i = 0; i < n; i += 16) {
+    int rem = n - i;
+    __mmask16 m = rem >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rem) - 1);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+float mpl_tensor__sum_avx512(const float *a, size_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  for (size_t i = 0; i + 64 <= n; i += 64) {
+    s0 = _mm512_add_ps(s0, _mm512_load_ps(a + i));
+    s1 = _mm512_add_ps(s1, _mm512_load_ps(a + i + 16));
+    s2 = _mm512_add_ps(s2, _mm512_load_ps(a + i + 32));
+    s3 = _mm512_add_ps(s3, _mm512_load_ps(a + i + 48));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
