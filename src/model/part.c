@@ -225,15 +225,16 @@ static void llama_rects(const struct mpl_model_config *c, const struct mpl_model
 
 /* GPT-2 stores its linear layers as Conv1D, [in, out]: a column-parallel split takes
  * columns, a row-parallel one rows. Biases of row-parallel layers and the learned
- * positions are added once, by tp rank 0, so only it reads them. */
+ * positions are added once, by tp rank 0, but every rank reads them (they are small)
+ * so that all tp ranks read the same list of tensors in the same order: reads are
+ * collective on the stage's ranks. */
 static void gpt2_rects(const struct mpl_model_config *c, const struct mpl_model_part *p,
                        const struct mpl_part_dims *d, struct rect_list *l) {
   int64_t dim = c->hidden_size, hd = c->head_dim, qdim = (int64_t)c->n_heads * hd;
   int64_t q0 = d->head0 * hd, nq = d->n_heads * hd;
-  bool first = p->tp_rank == 0;
   if (p->has_embedding) {
     add(l, d->vocab0, d->n_vocab, 0, dim, "transformer.wte.weight");
-    if (first) add(l, 0, c->max_position_embeddings, 0, dim, "transformer.wpe.weight");
+    add(l, 0, c->max_position_embeddings, 0, dim, "transformer.wpe.weight");
   }
   for (int i = p->layer_begin; i < p->layer_end; i++) {
     const char *pre = "transformer.h";
@@ -242,13 +243,13 @@ static void gpt2_rects(const struct mpl_model_config *c, const struct mpl_model_
     for (int s = 0; s < 3; s++) add(l, 0, dim, s * qdim + q0, nq, "%s.%d.attn.c_attn.weight", pre, i);
     for (int s = 0; s < 3; s++) ADD_VEC(l, s * qdim + q0, nq, "%s.%d.attn.c_attn.bias", pre, i);
     add(l, q0, nq, 0, dim, "%s.%d.attn.c_proj.weight", pre, i);
-    if (first) ADD_VEC(l, 0, dim, "%s.%d.attn.c_proj.bias", pre, i);
+    ADD_VEC(l, 0, dim, "%s.%d.attn.c_proj.bias", pre, i);
     ADD_VEC(l, 0, dim, "%s.%d.ln_2.weight", pre, i);
     ADD_VEC(l, 0, dim, "%s.%d.ln_2.bias", pre, i);
     add(l, 0, dim, d->ff0, d->n_ff, "%s.%d.mlp.c_fc.weight", pre, i);
     ADD_VEC(l, d->ff0, d->n_ff, "%s.%d.mlp.c_fc.bias", pre, i);
     add(l, d->ff0, d->n_ff, 0, dim, "%s.%d.mlp.c_proj.weight", pre, i);
-    if (first) ADD_VEC(l, 0, dim, "%s.%d.mlp.c_proj.bias", pre, i);
+    ADD_VEC(l, 0, dim, "%s.%d.mlp.c_proj.bias", pre, i);
   }
   if (p->has_head) {
     ADD_VEC(l, 0, dim, "transformer.ln_f.weight");

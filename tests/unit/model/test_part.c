@@ -57,8 +57,10 @@ static void shape_of(const struct mpl_model_config *c, const char *name, int64_t
 #undef HAS
 }
 
-static bool is_norm(const char *name) {
-  return strstr(name, "norm") || strstr(name, "ln_");
+/* held whole by every tp rank: norms, learned positions, biases of row-parallel layers */
+static bool is_replicated(const char *name) {
+  return strstr(name, "norm") || strstr(name, "ln_") || strstr(name, "wpe") ||
+         strstr(name, "c_proj.bias");
 }
 
 /* Counts per element of every tensor over all tp ranks of a one-stage layout, and
@@ -103,7 +105,7 @@ static void check_coverage(const struct mpl_model_config *c, int tp) {
     int bad = 0;
     for (int64_t e = 0; e < rows[t] * cols[t]; e++) {
       int k = counts[t][e];
-      if (is_norm(names[t])) bad += k != tp;
+      if (is_replicated(names[t])) bad += k != tp;
       else if (kv && kv_replicated) bad += k < 1 || k > tp;
       else if (tied_twice) bad += k != 2; /* the embedding and the LM head */
       else bad += k != 1;
@@ -213,11 +215,19 @@ static void test_gpt2_fused_qkv_columns(void) {
       CU_ASSERT_EQUAL(rects[i].row0, 24);
       CU_ASSERT_EQUAL(rects[i].n_rows, 16);
     }
-    /* the row-parallel biases and positions are rank 0's */
-    CU_ASSERT(strstr(rects[i].name, "c_proj.bias") == NULL);
-    CU_ASSERT(strstr(rects[i].name, "wpe") == NULL);
   }
   CU_ASSERT_EQUAL(found, 3);
+  free(rects);
+  /* every tp rank lists the same tensors in the same order (reads are collective) */
+  struct mpl_tensor_rect *r0;
+  int n0;
+  CU_ASSERT_EQUAL_FATAL(mpl_model_part_for(&c, 0, 1, NULL, 0, 2, &p), MPL_OK);
+  CU_ASSERT_EQUAL_FATAL(mpl_model_part_rects(&c, &p, &r0, &n0), MPL_OK);
+  CU_ASSERT_EQUAL_FATAL(mpl_model_part_for(&c, 0, 1, NULL, 1, 2, &p), MPL_OK);
+  CU_ASSERT_EQUAL_FATAL(mpl_model_part_rects(&c, &p, &rects, &n), MPL_OK);
+  CU_ASSERT_EQUAL(n, n0);
+  for (int i = 0; i < n && i < n0; i++) CU_ASSERT_STRING_EQUAL(rects[i].name, r0[i].name);
+  free(r0);
   free(rects);
 }
 
