@@ -1,0 +1,405 @@
+/* The coordinator: rank 0's requests go to every rank as token ids, are cut into
+ * one shard per data-parallel replica (balanced by tokens), each replica's driver
+ * generates its shard with continuous batching (a finished sequence's slot takes
+ * the next request, whose prompt is prefilled alongside the others' decode
+ * tokens), and the answers come back to rank 0 in request order. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpillm/runtime.h"
+
+/* what travels in the broadcast, per request; the prompt ids follow all of them */
+struct wire_request {
+  int32_t n_prompt, max_tokens, top_k, pad;
+  double temperature, top_p, min_p, repeat_penalty;
+  uint64_t seed;
+};
+
+/* what comes back per request, followed by its tokens */
+struct wire_result {
+  int32_t index, n_tokens, stopped_eos, pad;
+  double prefill_s, decode_s;
+};
+
+void mpl_rt_results_free(struct mpl_rt_result *results, int n) {
+  if (!results) return;
+  for (int i = 0; i < n; i++) free(results[i].tokens);
+  free(results);
+}
+
+/* Rank 0 checks and packs the requests; everyone receives them. */
+static enum mpl_status share_requests(struct mpl_rt *rt, const struct mpl_request *reqs,
+                                      int n_reqs, const struct mpl_rt_generate_options *opts,
+                                      struct wire_request **wreqs, int32_t **ids,
+                                      int64_t **offsets, int *n_out, int32_t **eos, int *n_eos) {
+  const struct mpl_grid *g = mpl_rt_grid(rt);
+  const struct mpl_model_config *cfg = mpl_rt_config(rt);
+  enum mpl_status st = MPL_OK;
+  int64_t counts[3] = {0, 0, 0}; /* requests, ids, eos ids */
+  if (g->rank == 0) {
+    counts[0] = n_reqs;
+    counts[2] = opts->n_eos;
+    for (int i = 0; i < n_reqs && st == MPL_OK; i++) {
+      const struct mpl_request *r = &reqs[i];
+      counts[1] += r->n_prompt;
+      if (r->n_prompt < 1)
+        st = mpl_error_set(MPL_ERR_ARG, "request %s has an empty prompt", r->id);
+      else if (r->n_prompt > cfg->max_position_embeddings)
+        st = mpl_error_set(MPL_ERR_RANGE,
+                           "request %s: the prompt has %d tokens, more than the model's context "
+                           "of %d",
+                           r->id, r->n_prompt, cfg->max_position_embeddings);
+      for (int k = 0; st == MPL_OK && k < r->n_prompt; k++)
+        if (r->prompt[k] < 0 || r->prompt[k] >= cfg->vocab_size)
+          st = mpl_error_set(MPL_ERR_RANGE, "request %s: token id %d is outside the vocabulary (%d)",
+                             r->id, r->prompt[k], cfg->vocab_size);
+      if (st == MPL_OK && r->max_tokens < 0)
+        st = mpl_error_set(MPL_ERR_ARG, "request %s: max_tokens %d", r->id, r->max_tokens);
+      if (st == MPL_OK) st = mpl_sampler_params_check(&r->sampling, r->id);
+    }
+  }
+  st = mpl_par_agree(g->world, st);
+  if (st != MPL_OK) return st;
+  st = mpl_par_bcast(g->world, counts, sizeof counts, 0);
+  if (st != MPL_OK) return st;
+  int n = (int)counts[0];
+  *wreqs = mpl_alloc((size_t)(n ? n : 1) * sizeof **wreqs, "requests");
+  *ids = mpl_alloc((size_t)(counts[1] ? counts[1] : 1) * sizeof **ids, "prompt ids");
+  *offsets = mpl_alloc((size_t)(n + 1) * sizeof **offsets, "request offsets");
+  *eos = mpl_alloc((size_t)(counts[2] ? counts[2] : 1) * sizeof **eos, "stop tokens");
+  st = *wreqs && *ids && *offsets && *eos ? MPL_OK : MPL_ERR_NOMEM;
+  st = mpl_par_agree(g->world, st);
+  if (st != MPL_OK) return st;
+  if (g->rank == 0) {
+    int64_t off = 0;
+    for (int i = 0; i < n; i++) {
+      const struct mpl_request *r = &reqs[i];
+      (*wreqs)[i] = (struct wire_request){r->n_prompt, r->max_tokens, r->sampling.top_k, 0,
+                                          r->sampling.temperature, r->sampling.top_p,
+                                          r->sampling.min_p, r->sampling.repeat_penalty,
+                                          r->sampling.seed};
+      memcpy(*ids + off, r->prompt, (size_t)r->n_prompt * sizeof(int32_t));
+      off += r->n_prompt;
+    }
+    memcpy(*eos, opts->eos_ids, (size_t)opts->n_eos * sizeof(int32_t));
+  }
+  st = mpl_par_bcast(g->world, *wreqs, (size_t)n * sizeof **wreqs, 0);
+  if (st == MPL_OK) st = mpl_par_bcast(g->world, *ids, (size_t)counts[1] * sizeof **ids, 0);
+  if (st == MPL_OK) st = mpl_par_bcast(g->world, *eos, (size_t)counts[2] * sizeof **eos, 0);
+  if (st != MPL_OK) return st;
+  (*offsets)[0] = 0;
+  for (int i = 0; i < n; i++) (*offsets)[i + 1] = (*offsets)[i] + (*wreqs)[i].n_prompt;
+  *n_out = n;
+  *n_eos = (int)counts[2];
+  return MPL_OK;
+}
+
+struct slot {
+  int req;            /* index into the shard, -1 when free */
+  bool prefilled;
+  int n_pos;          /* tokens in the cache */
+  int32_t *history;   /* [n_prompt + max_tokens] prompt then generated */
+  int n_history;
+  int n_gen;
+  int logit_row;      /* its last row in the step's logits */
+  int first_row;      /* its first row (prompt logits wanted) */
+  double t_prefilled;
+  struct mpl_sampler *sampler;
+};
+
+struct driver {
+  struct mpl_rt *rt;
+  const struct wire_request *wreqs;
+  const int32_t *ids;
+  const int64_t *offsets;
+  const int32_t *eos;
+  int n_eos;
+  const int *mine; /* [n_mine] request indices of this replica, in order */
+  int n_mine;
+  const struct mpl_rt_generate_options *opts;
+  struct mpl_rt_result *results; /* [n_mine] */
+};
+
+static bool is_eos(const struct driver *d, int32_t t) {
+  for (int i = 0; i < d->n_eos; i++)
+    if (d->eos[i] == t) return true;
+  return false;
+}
+
+static void release(struct slot *s) {
+  free(s->history);
+  mpl_sampler_destroy(s->sampler);
+  memset(s, 0, sizeof *s);
+  s->req = -1;
+}
+
+static enum mpl_status drive(struct driver *d) {
+  struct mpl_rt *rt = d->rt;
+  const struct mpl_model_config *cfg = mpl_rt_config(rt);
+  int n_slots = mpl_rt_n_slots(rt), n_ctx = mpl_rt_n_ctx(rt), vocab = cfg->vocab_size;
+  bool want_prompt_logits = d->opts->prompt_logits != NULL && mpl_rt_grid(rt)->rank == 0;
+  enum mpl_status st = MPL_OK;
+  struct slot *slots = calloc((size_t)n_slots, sizeof *slots);
+  /* one step holds at most every slot's whole prompt */
+  int64_t max_tokens = 0;
+  for (int i = 0; i < d->n_mine; i++) max_tokens += d->wreqs[d->mine[i]].n_prompt;
+  if (max_tokens < n_slots) max_tokens = n_slots;
+  int32_t *tok = malloc((size_t)max_tokens * 4 * sizeof(int32_t));
+  float *logits = NULL;
+  int32_t *argmax = malloc((size_t)max_tokens * sizeof(int32_t));
+  size_t logit_rows_cap = 0;
+  if (!slots || !tok || !argmax) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for the batch");
+  for (int s = 0; slots && s < n_slots; s++) slots[s].req = -1;
+  int next = 0;
+  while (st == MPL_OK) {
+    int32_t *pos = tok + max_tokens, *seq = tok + 2 * max_tokens, *rows = tok + 3 * max_tokens;
+    int n_tok = 0, n_log = 0;
+    bool greedy = !want_prompt_logits;
+    for (int s = 0; s < n_slots && st == MPL_OK; s++) {
+      struct slot *sl = &slots[s];
+      if (sl->req < 0 && next < d->n_mine) {
+        const struct wire_request *w = &d->wreqs[d->mine[next]];
+        sl->req = next++;
+        sl->prefilled = false;
+        sl->n_pos = sl->n_gen = 0;
+        sl->history = malloc((size_t)(w->n_prompt + w->max_tokens) * sizeof(int32_t));
+        struct mpl_sampler_params p = {w->temperature, w->top_k, w->top_p, w->min_p,
+                                       w->repeat_penalty, w->seed};
+        st = mpl_sampler_create(&p, vocab, &sl->sampler);
+        if (st == MPL_OK && !sl->history) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for a request");
+        if (st != MPL_OK) break;
+        memcpy(sl->history, d->ids + d->offsets[d->mine[sl->req]], (size_t)w->n_prompt * sizeof(int32_t));
+        sl->n_history = w->n_prompt;
+      }
+      if (sl->req < 0) continue;
+      const struct wire_request *w = &d->wreqs[d->mine[sl->req]];
+      struct mpl_sampler_params p = {w->temperature, w->top_k, w->top_p, w->min_p,
+                                     w->repeat_penalty, w->seed};
+      if (!mpl_sampler_is_greedy(&p)) greedy = false;
+      int n_new = sl->prefilled ? 1 : w->n_prompt;
+      const int32_t *src = sl->prefilled ? sl->history + sl->n_history - 1 : sl->history;
+      sl->first_row = n_log;
+      for (int k = 0; k < n_new; k++) {
+        tok[n_tok] = src[k];
+        pos[n_tok] = sl->n_pos + k;
+        seq[n_tok] = s;
+        if (want_prompt_logits && !sl->prefilled && k < n_new - 1) rows[n_log++] = n_tok;
+        n_tok++;
+      }
+      sl->logit_row = n_log;
+      rows[n_log++] = n_tok - 1;
+    }
+    if (st != MPL_OK || n_tok == 0) break;
+    enum mpl_rt_logits mode = greedy ? MPL_RT_LOGITS_ARGMAX : MPL_RT_LOGITS_FULL;
+    if (mode == MPL_RT_LOGITS_FULL && (size_t)n_log > logit_rows_cap) {
+      free(logits);
+      logit_rows_cap = (size_t)n_log * 2;
+      logits = malloc(logit_rows_cap * vocab * sizeof(float));
+      if (!logits) {
+        st = mpl_error_set(MPL_ERR_NOMEM, "no memory for %d rows of logits", n_log);
+        break;
+      }
+    }
+    struct mpl_batch b = {n_tok, tok, pos, seq, n_log, rows};
+    double t0 = mpl_time_now();
+    st = mpl_rt_step(rt, &b, mode, logits, argmax);
+    double t1 = mpl_time_now();
+    if (st != MPL_OK) break;
+    for (int s = 0; s < n_slots; s++) {
+      struct slot *sl = &slots[s];
+      if (sl->req < 0) continue;
+      const struct wire_request *w = &d->wreqs[d->mine[sl->req]];
+      struct mpl_rt_result *res = &d->results[sl->req];
+      bool done = false;
+      if (!sl->prefilled) {
+        sl->prefilled = true;
+        sl->n_pos = w->n_prompt;
+        sl->t_prefilled = t1;
+        res->prefill_s = t1 - t0;
+        if (want_prompt_logits)
+          memcpy(d->opts->prompt_logits, logits + (size_t)sl->first_row * vocab,
+                 (size_t)w->n_prompt * vocab * sizeof(float));
+      } else {
+        sl->n_pos++;
+      }
+      if (sl->n_gen >= w->max_tokens) done = true;
+      if (!done) {
+        int32_t t = mode == MPL_RT_LOGITS_ARGMAX
+                        ? argmax[sl->logit_row]
+                        : mpl_sampler_sample(sl->sampler, logits + (size_t)sl->logit_row * vocab,
+                                             sl->history, sl->n_history);
+        if (is_eos(d, t)) {
+          res->stopped_eos = true;
+          done = true;
+        } else {
+          sl->history[sl->n_history++] = t;
+          sl->n_gen++;
+          if (d->opts->on_token && mpl_rt_grid(rt)->rank == 0)
+            d->opts->on_token(d->opts->user, d->mine[sl->req], t);
+          /* the new token needs a cache position of its own to be fed back */
+          if (sl->n_gen >= w->max_tokens || sl->n_pos >= n_ctx) done = true;
+        }
+      }
+      if (done) {
+        res->decode_s = t1 - sl->t_prefilled;
+        res->n_tokens = sl->n_gen;
+        res->tokens = malloc((size_t)(sl->n_gen ? sl->n_gen : 1) * sizeof(int32_t));
+        if (!res->tokens) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for an answer");
+        else memcpy(res->tokens, sl->history + w->n_prompt, (size_t)sl->n_gen * sizeof(int32_t));
+        release(sl);
+      }
+    }
+    if (next >= d->n_mine) {
+      bool any = false;
+      for (int s = 0; s < n_slots; s++) any |= slots[s].req >= 0;
+      if (!any) break;
+    }
+  }
+  for (int s = 0; slots && s < n_slots; s++)
+    if (slots[s].req >= 0) release(&slots[s]);
+  free(slots);
+  free(tok);
+  free(argmax);
+  free(logits);
+  return st;
+}
+
+/* Drivers' answers to world rank 0 with one variable-size gather. */
+static enum mpl_status gather_results(struct mpl_rt *rt, const struct driver *d, int n_held,
+                                      int n_reqs, struct mpl_rt_result **results) {
+  const struct mpl_grid *g = mpl_rt_grid(rt);
+  size_t n_bytes = 0;
+  for (int i = 0; i < n_held; i++)
+    n_bytes += sizeof(struct wire_result) + (size_t)d->results[i].n_tokens * sizeof(int32_t);
+  char *send = malloc(n_bytes ? n_bytes : 1);
+  enum mpl_status st = send ? MPL_OK : mpl_error_set(MPL_ERR_NOMEM, "no memory for answers");
+  st = mpl_par_agree(g->world, st);
+  if (st != MPL_OK) {
+    free(send);
+    return st;
+  }
+  char *p = send;
+  for (int i = 0; i < n_held; i++) {
+    const struct mpl_rt_result *r = &d->results[i];
+    struct wire_result w = {d->mine[i], r->n_tokens, r->stopped_eos, 0, r->prefill_s, r->decode_s};
+    memcpy(p, &w, sizeof w);
+    p += sizeof w;
+    memcpy(p, r->tokens, (size_t)r->n_tokens * sizeof(int32_t));
+    p += (size_t)r->n_tokens * sizeof(int32_t);
+  }
+  int64_t mine = (int64_t)n_bytes;
+  int64_t *sizes = malloc((size_t)g->size * sizeof *sizes);
+  size_t *counts = malloc((size_t)g->size * sizeof *counts);
+  size_t *displs = malloc((size_t)g->size * sizeof *displs);
+  MPL_ASSERT(sizes && counts && displs, "no memory for %d gather counts", g->size);
+  st = mpl_par_allgather(g->world, &mine, sizeof mine, sizes);
+  size_t total = 0;
+  for (int i = 0; i < g->size; i++) {
+    counts[i] = (size_t)sizes[i];
+    displs[i] = total;
+    total += counts[i];
+  }
+  char *recv = NULL;
+  if (st == MPL_OK && g->rank == 0) {
+    recv = malloc(total ? total : 1);
+    *results = calloc((size_t)(n_reqs ? n_reqs : 1), sizeof **results);
+    if (!recv || !*results) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for answers");
+  }
+  st = mpl_par_agree(g->world, st);
+  if (st == MPL_OK) st = mpl_par_gatherv(g->world, send, n_bytes, recv, counts, displs, 0);
+  if (st == MPL_OK && g->rank == 0) {
+    for (const char *q = recv; q < recv + total;) {
+      struct wire_result w;
+      memcpy(&w, q, sizeof w);
+      q += sizeof w;
+      MPL_ASSERT(w.index >= 0 && w.index < n_reqs, "answer for request %d of %d", w.index, n_reqs);
+      struct mpl_rt_result *r = &(*results)[w.index];
+      r->n_tokens = w.n_tokens;
+      r->stopped_eos = w.stopped_eos;
+      r->prefill_s = w.prefill_s;
+      r->decode_s = w.decode_s;
+      r->tokens = malloc((size_t)(w.n_tokens ? w.n_tokens : 1) * sizeof(int32_t));
+      MPL_ASSERT(r->tokens != NULL, "no memory for an answer of %d tokens", w.n_tokens);
+      memcpy(r->tokens, q, (size_t)w.n_tokens * sizeof(int32_t));
+      q += (size_t)w.n_tokens * sizeof(int32_t);
+    }
+  }
+  if (st != MPL_OK && g->rank == 0 && *results) {
+    mpl_rt_results_free(*results, n_reqs);
+    *results = NULL;
+  }
+  free(recv);
+  free(send);
+  free(sizes);
+  free(counts);
+  free(displs);
+  return st;
+}
+
+enum mpl_status mpl_rt_generate(struct mpl_rt *rt, const struct mpl_request *reqs, int n_reqs,
+                                const struct mpl_rt_generate_options *opts,
+                                struct mpl_rt_result **results) {
+  const struct mpl_grid *g = mpl_rt_grid(rt);
+  const struct mpl_model_config *cfg = mpl_rt_config(rt);
+  if (results) *results = NULL;
+  MPL_ASSERT(!opts->prompt_logits || n_reqs == 1, "prompt logits are for one request");
+  struct wire_request *wreqs = NULL;
+  int32_t *ids = NULL, *eos = NULL;
+  int64_t *offsets = NULL;
+  int n = 0, n_eos = 0;
+  enum mpl_status st =
+      share_requests(rt, reqs, n_reqs, opts, &wreqs, &ids, &offsets, &n, &eos, &n_eos);
+  int *group_of = NULL, *mine = NULL, *per_group = NULL, n_mine = 0;
+  int64_t *costs = NULL;
+  struct driver d = {0};
+  if (st != MPL_OK) goto out;
+  group_of = malloc((size_t)(n ? n : 1) * sizeof *group_of);
+  mine = malloc((size_t)(n ? n : 1) * sizeof *mine);
+  costs = malloc((size_t)(n ? n : 1) * sizeof *costs);
+  per_group = calloc((size_t)g->dp_size, sizeof *per_group);
+  MPL_ASSERT(group_of && mine && costs && per_group, "no memory for %d requests", n);
+  /* a request costs its prompt plus what it may generate */
+  int need_ctx = 1;
+  for (int i = 0; i < n; i++) {
+    costs[i] = (int64_t)wreqs[i].n_prompt + wreqs[i].max_tokens;
+    int want = wreqs[i].n_prompt + wreqs[i].max_tokens;
+    if (want > cfg->max_position_embeddings) want = cfg->max_position_embeddings;
+    if (want > need_ctx) need_ctx = want;
+  }
+  mpl_rt_balance(costs, n, g->dp_size, group_of);
+  int most = 1;
+  for (int i = 0; i < n; i++) {
+    per_group[group_of[i]]++;
+    if (group_of[i] == g->dp_rank) mine[n_mine++] = i;
+  }
+  for (int k = 0; k < g->dp_size; k++)
+    if (per_group[k] > most) most = per_group[k];
+  int max_batch = opts->max_batch > 0 ? opts->max_batch : 16;
+  st = mpl_rt_reserve(rt, most < max_batch ? most : max_batch, need_ctx);
+  if (st != MPL_OK) goto out;
+  d = (struct driver){rt, wreqs, ids, offsets, eos, n_eos, mine, n_mine, opts, NULL};
+  d.results = calloc((size_t)(n_mine ? n_mine : 1), sizeof *d.results);
+  MPL_ASSERT(d.results != NULL, "no memory for %d answers", n_mine);
+  if (mpl_rt_is_driver(rt)) {
+    st = drive(&d);
+    enum mpl_status s = mpl_rt_finish(rt);
+    if (st == MPL_OK) st = s;
+  } else {
+    st = mpl_rt_serve(rt);
+  }
+  /* replicas finish at different times; they meet here */
+  st = mpl_par_agree(g->world, st);
+  /* only drivers hold answers */
+  if (st == MPL_OK) st = gather_results(rt, &d, mpl_rt_is_driver(rt) ? n_mine : 0, n, results);
+out:
+  if (d.results) mpl_rt_results_free(d.results, d.n_mine);
+  free(group_of);
+  free(mine);
+  free(costs);
+  free(per_group);
+  mpl_free(wreqs);
+  mpl_free(ids);
+  mpl_free(offsets);
+  mpl_free(eos);
+  return st;
+}
