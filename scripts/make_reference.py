@@ -30,6 +30,7 @@ prints the first seed that passes, to be copied into SEEDS.
 """
 
 import argparse
+import copy
 import json
 import os
 import random
@@ -182,6 +183,8 @@ def bytelevel_tokenizer(kind, n_trained, specials):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   special_tokens=[])
     tok.train_from_iterator(corpus_lines(), trainer=trainer)
+    if kind == "llama3":
+        tok.model.ignore_merges = True  # as in LLaMA-3's tokenizer.json
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     if kind == "qwen2":
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
@@ -361,7 +364,28 @@ def run_reference(model, prompts):
     return results
 
 
-def write_reference(path, prompts, results, seed):
+@torch.no_grad()
+def bf16_weight_stats(model, prompts, results):
+    """What rounding the weights to bf16 (compute still f32) does in transformers, over
+    every position of prompt + greedy continuation: top-1 agreement with the f32 model,
+    mean and max KL(p_f32 || p_bf16) in nats. Stored as hints for the bf16 test bounds."""
+    rounded = copy.deepcopy(model)
+    for p in rounded.parameters():
+        p.copy_(p.to(torch.bfloat16).float())
+    agree, kls = [], []
+    for (_, ids), (_, greedy, _) in zip(prompts, results):
+        x = torch.tensor([list(ids) + list(greedy)], dtype=torch.long)
+        a = torch.log_softmax(model(input_ids=x).logits[0].double(), dim=-1)
+        b = torch.log_softmax(rounded(input_ids=x).logits[0].double(), dim=-1)
+        agree += (a.argmax(-1) == b.argmax(-1)).tolist()
+        kls += (a.exp() * (a - b)).sum(-1).tolist()
+    return {"bf16_weights_top1_agreement": float(np.mean(agree)),
+            "bf16_weights_kl_mean": float(np.mean(kls)),
+            "bf16_weights_kl_max": float(np.max(kls)),
+            "bf16_weights_positions": len(agree)}
+
+
+def write_reference(path, prompts, results, seed, extra=None):
     if os.path.exists(path):
         os.remove(path)
     with h5py.File(path, "w", track_order=False) as f:
@@ -370,6 +394,8 @@ def write_reference(path, prompts, results, seed):
         f.attrs["transformers_version"] = str(transformers.__version__)
         f.attrs["torch_version"] = str(torch.__version__)
         f.attrs["seed"] = np.int64(seed)
+        for key, value in (extra or {}).items():
+            f.attrs[key] = np.int64(value) if isinstance(value, int) else np.float64(value)
         for i, ((text, ids), (logits, greedy, margin)) in enumerate(zip(prompts, results)):
             g = f.create_group(f"prompt_{i}")
             g.attrs["text"] = text
@@ -434,9 +460,13 @@ def build_model(name, cls, config, seed, std, tok, hf_dir, save_dtype=torch.floa
             err = np.abs(got - logits).max()
             if err > 1e-6 * np.abs(logits).max():
                 sys.exit(f"{name}: reloaded model differs from the built one by {err}")
+    extra = {}
+    if save_dtype == torch.float32:
+        extra = bf16_weight_stats(model, prompts, results)
     print(f"  {name}: seed {seed}, vocab {config.vocab_size}, prompt lengths "
-          f"{[len(p[1]) for p in prompts]}, min greedy margin {margin:.3e}")
-    return prompts, results, seed
+          f"{[len(p[1]) for p in prompts]}, min greedy margin {margin:.3e}"
+          + "".join(f", {k} {v:.4g}" for k, v in extra.items()))
+    return prompts, results, seed, extra
 
 
 # ---------------------------------------------------------------------------
@@ -457,10 +487,10 @@ def make_spm_family(out, only, search):
             num_hidden_layers=2, tie_word_embeddings=False, max_position_embeddings=128,
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
             rms_norm_eps=1e-5, initializer_range=0.2, bos_token_id=1, eos_token_id=2)
-        prompts, results, seed = build_model("llama_gqa", transformers.LlamaForCausalLM,
+        prompts, results, seed, extra = build_model("llama_gqa", transformers.LlamaForCausalLM,
                                              config, SEEDS["llama_gqa"], 0.2, fast, hf,
                                              search=search)
-        write_reference(os.path.join(llama_dir, "reference.h5"), prompts, results, seed)
+        write_reference(os.path.join(llama_dir, "reference.h5"), prompts, results, seed, extra)
         n = write_tokenizer_cases(hf, ["<s>", "</s>", "<unk>"],
                                   os.path.join(llama_dir, "tokenizer_cases.json"))
         print(f"  llama_gqa: {n} tokenizer cases")
@@ -480,11 +510,11 @@ def make_spm_family(out, only, search):
             tie_word_embeddings=False, max_position_embeddings=128,
             rope_parameters={"rope_type": "default", "rope_theta": 50000.0},
             rms_norm_eps=1e-5, initializer_range=0.25, bos_token_id=1, eos_token_id=2)
-        prompts, results, seed = build_model(name, transformers.LlamaForCausalLM, config,
+        prompts, results, seed, extra = build_model(name, transformers.LlamaForCausalLM, config,
                                              SEEDS[name], 0.25, fast, h, save_dtype=dtype,
                                              old_form=old_form, max_shard_size=shard,
                                              search=search)
-        write_reference(os.path.join(d, "reference.h5"), prompts, results, seed)
+        write_reference(os.path.join(d, "reference.h5"), prompts, results, seed, extra)
 
     if want(only, "tokenizers/metaspace"):
         d = os.path.join(out, "tokenizers", "metaspace")
@@ -514,10 +544,10 @@ def make_qwen2(out, only, search):
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
         rms_norm_eps=1e-6, initializer_range=0.2, bos_token_id=eot, eos_token_id=eot,
         use_sliding_window=False)
-    prompts, results, seed = build_model("qwen2_tied", transformers.Qwen2ForCausalLM, config,
+    prompts, results, seed, extra = build_model("qwen2_tied", transformers.Qwen2ForCausalLM, config,
                                          SEEDS["qwen2_tied"], 0.2, fast, hf,
                                          old_form="float32", search=search)
-    write_reference(os.path.join(d, "reference.h5"), prompts, results, seed)
+    write_reference(os.path.join(d, "reference.h5"), prompts, results, seed, extra)
     n = write_tokenizer_cases(hf, specials, os.path.join(d, "tokenizer_cases.json"))
     print(f"  qwen2_tied: {n} tokenizer cases")
 
@@ -535,9 +565,9 @@ def make_gpt2(out, only, search):
     config = transformers.GPT2Config(
         vocab_size=tok.get_vocab_size(), n_embd=64, n_head=4, n_layer=2, n_positions=128,
         initializer_range=0.2, bos_token_id=eot, eos_token_id=eot)
-    prompts, results, seed = build_model("gpt2", transformers.GPT2LMHeadModel, config,
+    prompts, results, seed, extra = build_model("gpt2", transformers.GPT2LMHeadModel, config,
                                          SEEDS["gpt2"], 0.2, fast, hf, search=search)
-    write_reference(os.path.join(d, "reference.h5"), prompts, results, seed)
+    write_reference(os.path.join(d, "reference.h5"), prompts, results, seed, extra)
     n = write_tokenizer_cases(hf, ["<|endoftext|>"], os.path.join(d, "tokenizer_cases.json"))
     print(f"  gpt2: {n} tokenizer cases")
 
