@@ -56,7 +56,7 @@ TEXT_SEED = 20261203
 SEEDS = {
     "llama_gqa": 1003,
     "qwen2_tied": 2000,
-    "gpt2": 3000,
+    "gpt2": 3001,
     "import/llama_bf16_sharded": 4000,
     "import/llama_f16": 5002,
 }
@@ -319,19 +319,27 @@ def init_weights(model, seed, std):
                 p.copy_(1.0 + noise * 0.2)
 
 
+PROMPT_SOURCES = (
+    # One source per prompt, all different from the first token on, so a batched
+    # forward that mixes up rows of different sequences cannot pass by luck.
+    "The model reads the prompt and the engine writes the answer , one token at a time",
+    "Every rank waits for the others , and then they all agree on the numbers in the file",
+    "Hello world ! It's 2026 and we check it again , 1 2 3 4 5 6 7 8 9 , "
+    "while the lazy dog sleeps in the sun",
+)
+
+
 def prompt_ids(tok, target_lengths):
-    words = ("The model reads the prompt and the engine writes the answer , "
-             "one token at a time , while every rank waits for the others and "
-             "the numbers must match the reference exactly , 1 2 3 4 5 6 7 8 9 , "
-             "so we check it again and again and again").split()
+    """For each target length: the first window of words of its source (by start,
+    then length) that tokenizes to exactly `target` ids (add_special_tokens=True);
+    else the longest prefix below it."""
     out = []
-    for target in target_lengths:
-        # The first window of words (by start, then length) that tokenizes to exactly
-        # `target` ids; else the longest prefix below it.
+    for target, source in zip(target_lengths, PROMPT_SOURCES):
+        words = source.split()
         best = None
         for start in range(len(words)):
             for k in range(1, len(words) - start + 1):
-                text = " ".join(words[start:start + k]).replace(" ,", ",")
+                text = " ".join(words[start:start + k]).replace(" ,", ",").replace(" !", "!")
                 ids = tok.encode(text, add_special_tokens=True)
                 if len(ids) == target or (start == 0 and len(ids) < target):
                     best = (text, ids)
