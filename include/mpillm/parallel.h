@@ -75,6 +75,17 @@ enum mpl_status mpl_par_allreduce_maxloc(MPI_Comm comm, float *values, int64_t *
 enum mpl_status mpl_par_gatherv(MPI_Comm comm, const void *send, size_t n_bytes, void *recv,
                                 const size_t *counts, const size_t *displs, int root);
 enum mpl_status mpl_par_allgather(MPI_Comm comm, const void *send, size_t n_bytes, void *recv);
+/* Scatters from root: rank i gets counts[i] bytes from send + displs[i] (send, counts,
+ * displs on the root only) into recv (n_bytes, its own count). */
+enum mpl_status mpl_par_scatterv(MPI_Comm comm, const void *send, const size_t *counts,
+                                 const size_t *displs, void *recv, size_t n_bytes, int root);
+/* Sums n floats of every rank into recv on root (recv ignored elsewhere). */
+enum mpl_status mpl_par_reduce_sum_f32(MPI_Comm comm, const float *send, float *recv, size_t n,
+                                       int root);
+/* MPI_Comm_split with errors returned; free the result with mpl_par_comm_free (safe on
+ * MPI_COMM_NULL). */
+enum mpl_status mpl_par_comm_split(MPI_Comm comm, int color, int key, MPI_Comm *out);
+void mpl_par_comm_free(MPI_Comm *comm);
 /* Point to point, blocking. Local to the pair. */
 enum mpl_status mpl_par_send(MPI_Comm comm, const void *buf, size_t n_bytes, int dest, int tag);
 enum mpl_status mpl_par_recv(MPI_Comm comm, void *buf, size_t n_bytes, int source, int tag);

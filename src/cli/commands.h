@@ -6,5 +6,6 @@
 #include "mpillm/cli.h"
 
 enum mpl_status mpl_cmd_info(int argc, char **argv, struct mpl_cli_ctx *ctx);
+enum mpl_status mpl_cmd_infer(int argc, char **argv, struct mpl_cli_ctx *ctx);
 
 #endif

@@ -363,3 +363,45 @@ enum mpl_status mpl_par_recv(MPI_Comm comm, void *buf, size_t n_bytes, int sourc
   }
   return check(rc, "MPI_Recv", t0);
 }
+
+enum mpl_status mpl_par_scatterv(MPI_Comm comm, const void *send, const size_t *counts,
+                                 const size_t *displs, void *recv, size_t n_bytes, int root) {
+  int size = mpl_par_comm_size(comm);
+  int is_root = mpl_par_comm_rank(comm) == root;
+  int *icounts = NULL, *idispls = NULL;
+  if (is_root) {
+    icounts = malloc((size_t)size * sizeof *icounts);
+    idispls = malloc((size_t)size * sizeof *idispls);
+    MPL_ASSERT(icounts && idispls, "no memory for scatterv counts");
+    for (int i = 0; i < size; i++) {
+      icounts[i] = count_of(counts[i], "scatterv piece");
+      idispls[i] = count_of(displs[i], "scatterv displacement");
+    }
+  }
+  double t0 = mpl_time_now();
+  int rc = MPI_Scatterv(send, icounts, idispls, MPI_BYTE, recv, count_of(n_bytes, "scatterv"),
+                        MPI_BYTE, root, comm);
+  free(icounts);
+  free(idispls);
+  return check(rc, "MPI_Scatterv", t0);
+}
+
+enum mpl_status mpl_par_reduce_sum_f32(MPI_Comm comm, const float *send, float *recv, size_t n,
+                                       int root) {
+  double t0 = mpl_time_now();
+  return check(MPI_Reduce(send, recv, count_of(n, "reduce"), MPI_FLOAT, MPI_SUM, root, comm),
+               "MPI_Reduce(sum, float)", t0);
+}
+
+enum mpl_status mpl_par_comm_split(MPI_Comm comm, int color, int key, MPI_Comm *out) {
+  *out = MPI_COMM_NULL;
+  double t0 = mpl_time_now();
+  enum mpl_status st = check(MPI_Comm_split(comm, color, key, out), "MPI_Comm_split", t0);
+  if (st == MPL_OK) MPI_Comm_set_errhandler(*out, MPI_ERRORS_RETURN);
+  return st;
+}
+
+void mpl_par_comm_free(MPI_Comm *comm) {
+  if (*comm != MPI_COMM_NULL) MPI_Comm_free(comm);
+  *comm = MPI_COMM_NULL;
+}

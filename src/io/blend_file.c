@@ -1,0 +1,415 @@
+/* The blend model file (layout in include/mpillm/blend.h) and plain f32 matrix files
+ * for inputs and outputs. Serial HDF5 on each rank's own handle: a rank in model mode
+ * reads only its sub-models' datasets and a row range of the head kernel. Files are
+ * written to "<path>.tmp.<pid>" and renamed, so a failure leaves nothing half-written. */
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mpillm/blend.h"
+
+#define FORMAT_VERSION 1
+
+/* HDF5's own error stack would print on every failure; we say what failed ourselves */
+static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+/* --- attributes ----------------------------------------------------------------- */
+
+static enum mpl_status read_string_attr(hid_t obj, const char *name, char *out, size_t out_bytes,
+                                        const char *path, const char *where) {
+  if (H5Aexists(obj, name) <= 0)
+    return mpl_error_set(MPL_ERR_FORMAT, "%s: %s has no attribute '%s'", path, where, name);
+  hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
+  hid_t type = H5Aget_type(attr);
+  enum mpl_status st = MPL_OK;
+  out[0] = '\0';
+  if (H5Tget_class(type) != H5T_STRING) {
+    st = mpl_error_set(MPL_ERR_FORMAT, "%s: attribute %s of %s is not a string", path, name, where);
+  } else if (H5Tis_variable_str(type) > 0) {
+    hid_t mem = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mem, H5T_VARIABLE);
+    H5Tset_cset(mem, H5Tget_cset(type)); /* UTF-8 stays UTF-8: no conversion path otherwise */
+    char *value = NULL;
+    if (H5Aread(attr, mem, &value) < 0 || !value) {
+      st = mpl_error_set(MPL_ERR_FORMAT, "%s: cannot read attribute %s of %s", path, name, where);
+    } else {
+      snprintf(out, out_bytes, "%s", value);
+      H5free_memory(value);
+    }
+    H5Tclose(mem);
+  } else {
+    size_t size = H5Tget_size(type);
+    char *buf = calloc(size + 1, 1);
+    if (!buf || H5Aread(attr, type, buf) < 0)
+      st = mpl_error_set(MPL_ERR_FORMAT, "%s: cannot read attribute %s of %s", path, name, where);
+    else
+      snprintf(out, out_bytes, "%s", buf);
+    free(buf);
+  }
+  H5Tclose(type);
+  H5Aclose(attr);
+  return st;
+}
+
+/* An integer attribute of n values (scalar when n is 1); a different count is an error. */
+static enum mpl_status read_int_attr(hid_t obj, const char *name, int *out, int n, int max_n,
+                                     int *n_read, const char *path) {
+  if (H5Aexists(obj, name) <= 0)
+    return mpl_error_set(MPL_ERR_FORMAT, "%s: /config has no attribute '%s'", path, name);
+  hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
+  hid_t space = H5Aget_space(attr);
+  hssize_t count = H5Sget_simple_extent_npoints(space);
+  enum mpl_status st = MPL_OK;
+  if (count < 1 || count > max_n || (n > 0 && count != n))
+    st = mpl_error_set(MPL_ERR_FORMAT, "%s: /config attribute %s has %lld values, expected %d",
+                       path, name, (long long)count, n > 0 ? n : max_n);
+  else if (H5Aread(attr, H5T_NATIVE_INT, out) < 0)
+    st = mpl_error_set(MPL_ERR_FORMAT, "%s: cannot read /config attribute %s as integers", path,
+                       name);
+  if (n_read) *n_read = (int)count;
+  H5Sclose(space);
+  H5Aclose(attr);
+  return st;
+}
+
+static int write_string_attr(hid_t obj, const char *name, const char *value) {
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, strlen(value) + 1);
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  int bad = attr < 0 || H5Awrite(attr, type, value) < 0;
+  if (attr >= 0) H5Aclose(attr);
+  H5Sclose(space);
+  H5Tclose(type);
+  return bad;
+}
+
+static int write_int_attr(hid_t obj, const char *name, const int *values, int n, bool scalar) {
+  hsize_t dims[1] = {(hsize_t)n};
+  hid_t space = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, dims, NULL);
+  hid_t attr = H5Acreate2(obj, name, H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT);
+  int bad = attr < 0 || H5Awrite(attr, H5T_NATIVE_INT, values) < 0;
+  if (attr >= 0) H5Aclose(attr);
+  H5Sclose(space);
+  return bad;
+}
+
+/* --- the config ------------------------------------------------------------------ */
+
+static enum mpl_status read_config(hid_t file, const char *path, struct mpl_blend_config *cfg) {
+  char text[64];
+  enum mpl_status st = read_string_attr(file, "format", text, sizeof text, path, "/");
+  if (st != MPL_OK) return mpl_error_wrap("not an mpillm model file: ");
+  if (strcmp(text, "mpillm") != 0)
+    return mpl_error_set(MPL_ERR_FORMAT, "%s: format is '%s', not 'mpillm'", path, text);
+  if (H5Aexists(file, "format_version") > 0) {
+    int version = 0;
+    hid_t attr = H5Aopen(file, "format_version", H5P_DEFAULT);
+    herr_t rc = H5Aread(attr, H5T_NATIVE_INT, &version);
+    H5Aclose(attr);
+    if (rc < 0 || version != FORMAT_VERSION)
+      return mpl_error_set(MPL_ERR_FORMAT, "%s: format_version %d, this mpillm reads %d", path,
+                           version, FORMAT_VERSION);
+  } else {
+    return mpl_error_set(MPL_ERR_FORMAT, "%s: / has no attribute 'format_version'", path);
+  }
+  if ((st = read_string_attr(file, "arch", text, sizeof text, path, "/")) != MPL_OK) return st;
+  if (strcmp(text, "blend") != 0)
+    return mpl_error_set(MPL_ERR_FORMAT, "%s: arch is '%s', not a blend (seed network) model",
+                         path, text);
+  if (H5Lexists(file, "config", H5P_DEFAULT) <= 0)
+    return mpl_error_set(MPL_ERR_FORMAT, "%s: no /config group", path);
+  hid_t group = H5Gopen2(file, "config", H5P_DEFAULT);
+  memset(cfg, 0, sizeof *cfg);
+  int n_features = 0, n_widths = 0;
+  if ((st = read_int_attr(group, "n_submodels", &cfg->n_submodels, 1, 1, NULL, path)) ||
+      (st = read_int_attr(group, "hidden", &cfg->hidden, 1, 1, NULL, path)) ||
+      (st = read_int_attr(group, "classes", &cfg->n_classes, 1, 1, NULL, path)) ||
+      (st = read_int_attr(group, "n_features", &n_features, 1, 1, NULL, path)) ||
+      (st = read_int_attr(group, "in_widths", cfg->in_widths, 0, MPL_BLEND_MAX_SUBMODELS,
+                          &n_widths, path))) {
+    H5Gclose(group);
+    return st;
+  }
+  H5Gclose(group);
+  if (n_widths != cfg->n_submodels)
+    return mpl_error_set(MPL_ERR_FORMAT,
+                         "%s: /config in_widths has %d values but n_submodels is %d", path,
+                         n_widths, cfg->n_submodels);
+  if ((st = mpl_blend_config_check(cfg, path)) != MPL_OK) return st;
+  if (mpl_blend_n_features(cfg) != n_features)
+    return mpl_error_set(MPL_ERR_FORMAT,
+                         "%s: /config in_widths add up to %lld features but n_features is %d",
+                         path, (long long)mpl_blend_n_features(cfg), n_features);
+  return MPL_OK;
+}
+
+static hid_t open_file(const char *path) {
+  quiet();
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (file < 0) {
+    if (access(path, R_OK) != 0)
+      mpl_error_set(MPL_ERR_IO, "cannot open %s: no such readable file", path);
+    else
+      mpl_error_set(MPL_ERR_FORMAT, "cannot open %s: not an HDF5 file (or a damaged one)", path);
+  }
+  return file;
+}
+
+enum mpl_status mpl_blend_file_read_config(const char *path, struct mpl_blend_config *cfg) {
+  hid_t file = open_file(path);
+  if (file < 0) return mpl_error_status();
+  enum mpl_status st = read_config(file, path, cfg);
+  H5Fclose(file);
+  return st;
+}
+
+/* --- tensors ----------------------------------------------------------------------- */
+
+/* Reads rows [row0, row0 + n_rows) of tensor name (shape must be exactly dims) into
+ * dst; the crc32 attribute is checked when the whole tensor is read. */
+static enum mpl_status read_tensor(hid_t file, const char *path, const char *name, int n_dims,
+                                   const hsize_t *dims, hsize_t row0, hsize_t n_rows, float *dst) {
+  char full[256];
+  snprintf(full, sizeof full, "tensors/%s", name);
+  if (H5Lexists(file, "tensors", H5P_DEFAULT) <= 0 || H5Lexists(file, full, H5P_DEFAULT) <= 0)
+    return mpl_error_set(MPL_ERR_FORMAT, "%s: tensor %s is missing", path, name);
+  hid_t dset = H5Dopen2(file, full, H5P_DEFAULT);
+  hid_t space = H5Dget_space(dset);
+  enum mpl_status st = MPL_OK;
+  hsize_t got[4] = {0, 0, 0, 0};
+  int got_dims = H5Sget_simple_extent_ndims(space);
+  if (got_dims >= 1 && got_dims <= 4) H5Sget_simple_extent_dims(space, got, NULL);
+  bool same = got_dims == n_dims;
+  for (int d = 0; same && d < n_dims; d++) same = got[d] == dims[d];
+  if (!same) {
+    char want[64], have[64];
+    if (n_dims == 1)
+      snprintf(want, sizeof want, "[%llu]", (unsigned long long)dims[0]);
+    else
+      snprintf(want, sizeof want, "[%llu, %llu]", (unsigned long long)dims[0],
+               (unsigned long long)dims[1]);
+    if (got_dims == 1)
+      snprintf(have, sizeof have, "[%llu]", (unsigned long long)got[0]);
+    else
+      snprintf(have, sizeof have, "[%llu, %llu]%s", (unsigned long long)got[0],
+               (unsigned long long)got[1], got_dims > 2 ? "..." : "");
+    st = mpl_error_set(MPL_ERR_FORMAT, "%s: tensor %s is %s, the config says %s", path, name,
+                       have, want);
+    goto out_close;
+  }
+  hsize_t cols = n_dims == 2 ? dims[1] : dims[0];
+  hsize_t total_rows = n_dims == 2 ? dims[0] : 1;
+  bool whole = row0 == 0 && n_rows == total_rows;
+  hsize_t start[2] = {row0, 0}, count[2] = {n_rows, cols};
+  hsize_t mem_dims[2] = {n_rows, cols};
+  hid_t mem = n_dims == 2 ? H5Screate_simple(2, mem_dims, NULL) : H5Screate_simple(1, &cols, NULL);
+  if (n_dims == 2) H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
+  if (n_rows > 0 && H5Dread(dset, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, dst) < 0)
+    st = mpl_error_set(MPL_ERR_FORMAT, "%s: cannot read tensor %s as f32", path, name);
+  H5Sclose(mem);
+  if (st == MPL_OK && whole && H5Aexists(dset, "crc32") > 0) {
+    unsigned stored = 0;
+    hid_t attr = H5Aopen(dset, "crc32", H5P_DEFAULT);
+    H5Aread(attr, H5T_NATIVE_UINT, &stored);
+    H5Aclose(attr);
+    /* the stored bytes are little-endian f32, as this machine's floats */
+    unsigned crc = mpl_crc32(0, dst, (size_t)(total_rows * cols) * sizeof(float));
+    if (crc != stored)
+      st = mpl_error_set(MPL_ERR_CHECKSUM, "%s: tensor %s fails its checksum (crc32 %08x, stored %08x)",
+                         path, name, crc, stored);
+  }
+out_close:
+  H5Sclose(space);
+  H5Dclose(dset);
+  return st;
+}
+
+enum mpl_status mpl_blend_file_load(const char *path, int sub_begin, int sub_end,
+                                    struct mpl_blend_model *model) {
+  memset(model, 0, sizeof *model);
+  hid_t file = open_file(path);
+  if (file < 0) return mpl_error_status();
+  struct mpl_blend_config cfg;
+  enum mpl_status st = read_config(file, path, &cfg);
+  if (st != MPL_OK) goto out_close_file;
+  if (sub_begin < 0 || sub_end > cfg.n_submodels || sub_begin > sub_end) {
+    st = mpl_error_set(MPL_ERR_ARG, "%s: sub-models [%d, %d) asked of a model with %d", path,
+                       sub_begin, sub_end, cfg.n_submodels);
+    goto out_close_file;
+  }
+  if ((st = mpl_blend_model_alloc(&cfg, sub_begin, sub_end, model)) != MPL_OK) goto out_close_file;
+  hsize_t h = (hsize_t)cfg.hidden, c = (hsize_t)cfg.n_classes;
+  char name[128];
+  for (int i = sub_begin; i < sub_end && st == MPL_OK; i++) {
+    int k = i - sub_begin;
+    hsize_t d_w0[2] = {(hsize_t)cfg.in_widths[i], h}, d_w1[2] = {h, h}, d_b[1] = {h};
+    snprintf(name, sizeof name, "submodel_%d.dense_0.kernel", i);
+    st = read_tensor(file, path, name, 2, d_w0, 0, d_w0[0], model->w0[k]);
+    snprintf(name, sizeof name, "submodel_%d.dense_0.bias", i);
+    if (st == MPL_OK) st = read_tensor(file, path, name, 1, d_b, 0, 1, model->b0[k]);
+    snprintf(name, sizeof name, "submodel_%d.dense_1.kernel", i);
+    if (st == MPL_OK) st = read_tensor(file, path, name, 2, d_w1, 0, h, model->w1[k]);
+    snprintf(name, sizeof name, "submodel_%d.dense_1.bias", i);
+    if (st == MPL_OK) st = read_tensor(file, path, name, 1, d_b, 0, 1, model->b1[k]);
+    if (st != MPL_OK) mpl_error_wrap("sub-model %d of %d: ", i, cfg.n_submodels);
+  }
+  hsize_t d_head[2] = {(hsize_t)cfg.n_submodels * h, c}, d_hb[1] = {c};
+  if (st == MPL_OK)
+    st = read_tensor(file, path, "head.kernel", 2, d_head, (hsize_t)sub_begin * h,
+                     (hsize_t)(sub_end - sub_begin) * h, model->head_w);
+  if (st == MPL_OK) st = read_tensor(file, path, "head.bias", 1, d_hb, 0, 1, model->head_b);
+  if (st != MPL_OK) mpl_blend_model_free(model);
+out_close_file:
+  H5Fclose(file);
+  return st;
+}
+
+static int write_tensor(hid_t group, const char *name, int n_dims, const hsize_t *dims,
+                        const float *data) {
+  hid_t space = H5Screate_simple(n_dims, dims, NULL);
+  hid_t dset = H5Dcreate2(group, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
+                          H5P_DEFAULT);
+  int bad = dset < 0 || H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0;
+  if (!bad) {
+    hsize_t n = 1;
+    for (int d = 0; d < n_dims; d++) n *= dims[d];
+    unsigned crc = mpl_crc32(0, data, (size_t)n * sizeof(float));
+    hid_t scalar = H5Screate(H5S_SCALAR);
+    hid_t attr = H5Acreate2(dset, "crc32", H5T_STD_U32LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
+    bad = attr < 0 || H5Awrite(attr, H5T_NATIVE_UINT, &crc) < 0;
+    if (attr >= 0) H5Aclose(attr);
+    H5Sclose(scalar);
+    bad = bad || write_string_attr(dset, "dtype", "f32");
+  }
+  if (dset >= 0) H5Dclose(dset);
+  H5Sclose(space);
+  return bad;
+}
+
+/* Creates path's temporary sibling; *tmp receives its name. */
+static hid_t create_tmp(const char *path, char *tmp, size_t tmp_bytes) {
+  quiet();
+  snprintf(tmp, tmp_bytes, "%s.tmp.%ld", path, (long)getpid());
+  hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (file < 0) mpl_error_set(MPL_ERR_IO, "cannot create %s (for %s)", tmp, path);
+  return file;
+}
+
+static enum mpl_status finish_tmp(hid_t file, int bad, const char *tmp, const char *path) {
+  if (H5Fclose(file) < 0) bad = 1;
+  if (bad) {
+    unlink(tmp);
+    return mpl_error_set(MPL_ERR_IO, "writing %s failed (disk full?); nothing was written", path);
+  }
+  if (rename(tmp, path) != 0) {
+    unlink(tmp);
+    return mpl_error_set(MPL_ERR_IO, "cannot rename %s to %s", tmp, path);
+  }
+  return MPL_OK;
+}
+
+enum mpl_status mpl_blend_file_write(const char *path, const struct mpl_blend_model *model) {
+  const struct mpl_blend_config *cfg = &model->cfg;
+  MPL_ASSERT(model->sub_begin == 0 && model->sub_end == cfg->n_submodels,
+             "only a whole model is written");
+  enum mpl_status st = mpl_blend_config_check(cfg, path);
+  if (st != MPL_OK) return st;
+  char tmp[4096];
+  hid_t file = create_tmp(path, tmp, sizeof tmp);
+  if (file < 0) return mpl_error_status();
+  int version = FORMAT_VERSION, n_features = (int)mpl_blend_n_features(cfg);
+  int bad = write_string_attr(file, "format", "mpillm") ||
+            write_int_attr(file, "format_version", &version, 1, true) ||
+            write_string_attr(file, "arch", "blend");
+  hid_t group = H5Gcreate2(file, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  bad = bad || group < 0 || write_int_attr(group, "n_submodels", &cfg->n_submodels, 1, true) ||
+        write_int_attr(group, "in_widths", cfg->in_widths, cfg->n_submodels, false) ||
+        write_int_attr(group, "n_features", &n_features, 1, true) ||
+        write_int_attr(group, "hidden", &cfg->hidden, 1, true) ||
+        write_int_attr(group, "classes", &cfg->n_classes, 1, true);
+  if (group >= 0) H5Gclose(group);
+  hid_t tensors = H5Gcreate2(file, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  bad = bad || tensors < 0;
+  hsize_t h = (hsize_t)cfg->hidden, c = (hsize_t)cfg->n_classes;
+  char name[128];
+  for (int i = 0; i < cfg->n_submodels && !bad; i++) {
+    hsize_t d_w0[2] = {(hsize_t)cfg->in_widths[i], h}, d_w1[2] = {h, h}, d_b[1] = {h};
+    snprintf(name, sizeof name, "submodel_%d.dense_0.kernel", i);
+    bad = bad || write_tensor(tensors, name, 2, d_w0, model->w0[i]);
+    snprintf(name, sizeof name, "submodel_%d.dense_0.bias", i);
+    bad = bad || write_tensor(tensors, name, 1, d_b, model->b0[i]);
+    snprintf(name, sizeof name, "submodel_%d.dense_1.kernel", i);
+    bad = bad || write_tensor(tensors, name, 2, d_w1, model->w1[i]);
+    snprintf(name, sizeof name, "submodel_%d.dense_1.bias", i);
+    bad = bad || write_tensor(tensors, name, 1, d_b, model->b1[i]);
+  }
+  hsize_t d_head[2] = {(hsize_t)cfg->n_submodels * h, c}, d_hb[1] = {c};
+  bad = bad || write_tensor(tensors, "head.kernel", 2, d_head, model->head_w);
+  bad = bad || write_tensor(tensors, "head.bias", 1, d_hb, model->head_b);
+  if (tensors >= 0) H5Gclose(tensors);
+  return finish_tmp(file, bad, tmp, path);
+}
+
+/* --- plain matrices: X in, probs and z out ----------------------------------------- */
+
+enum mpl_status mpl_blend_read_matrix(const char *path, const char *name, float **data,
+                                      int64_t *n_rows, int64_t *n_cols) {
+  *data = NULL;
+  hid_t file = open_file(path);
+  if (file < 0) return mpl_error_status();
+  enum mpl_status st = MPL_OK;
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0) {
+    st = mpl_error_set(MPL_ERR_FORMAT, "%s: no dataset '%s' (--dataset names it)", path, name);
+    goto out_close_file;
+  }
+  hid_t dset = H5Dopen2(file, name, H5P_DEFAULT);
+  hid_t space = H5Dget_space(dset);
+  hid_t type = H5Dget_type(dset);
+  hsize_t dims[2] = {0, 0};
+  if (dset < 0 || H5Tget_class(type) != H5T_FLOAT || H5Sget_simple_extent_ndims(space) != 2) {
+    st = mpl_error_set(MPL_ERR_FORMAT, "%s: dataset '%s' is not a 2-D float matrix [rows, features]",
+                       path, name);
+  } else {
+    H5Sget_simple_extent_dims(space, dims, NULL);
+    *n_rows = (int64_t)dims[0];
+    *n_cols = (int64_t)dims[1];
+    size_t n = (size_t)(dims[0] * dims[1]);
+    *data = mpl_alloc((n ? n : 1) * sizeof(float), path);
+    if (!*data)
+      st = MPL_ERR_NOMEM;
+    else if (n && H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *data) < 0)
+      st = mpl_error_set(MPL_ERR_FORMAT, "%s: cannot read dataset '%s' as f32", path, name);
+  }
+  H5Tclose(type);
+  H5Sclose(space);
+  H5Dclose(dset);
+  if (st != MPL_OK) {
+    mpl_free(*data);
+    *data = NULL;
+  }
+out_close_file:
+  H5Fclose(file);
+  return st;
+}
+
+enum mpl_status mpl_blend_write_matrices(const char *path, int n, const char *const *names,
+                                         const float *const *data, int64_t n_rows,
+                                         const int64_t *n_cols) {
+  char tmp[4096];
+  hid_t file = create_tmp(path, tmp, sizeof tmp);
+  if (file < 0) return mpl_error_status();
+  int bad = 0;
+  for (int k = 0; k < n && !bad; k++) {
+    hsize_t dims[2] = {(hsize_t)n_rows, (hsize_t)n_cols[k]};
+    hid_t space = H5Screate_simple(2, dims, NULL);
+    hid_t dset = H5Dcreate2(file, names[k], H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
+                            H5P_DEFAULT);
+    bad = dset < 0 || H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data[k]) < 0;
+    if (dset >= 0) H5Dclose(dset);
+    H5Sclose(space);
+  }
+  return finish_tmp(file, bad, tmp, path);
+}
