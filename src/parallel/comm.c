@@ -383,14 +383,24 @@ enum mpl_status mpl_par_scatterv(MPI_Comm comm, const void *send, const size_t *
                         MPI_BYTE, root, comm);
   free(icounts);
   free(idispls);
+  /* the mirror of a gather: the root pays for every byte it sends to another host */
+  if (rc == MPI_SUCCESS && is_root && net.on) {
+    const struct net_comm_hosts *h = net_hosts(comm);
+    double remote = 0;
+    for (int i = 0; i < size; i++)
+      if (h->host_of[i] != h->host_of[root]) remote += (double)counts[i];
+    net_gather(comm, remote);
+  }
   return check(rc, "MPI_Scatterv", t0);
 }
 
 enum mpl_status mpl_par_reduce_sum_f32(MPI_Comm comm, const float *send, float *recv, size_t n,
                                        int root) {
   double t0 = mpl_time_now();
-  return check(MPI_Reduce(send, recv, count_of(n, "reduce"), MPI_FLOAT, MPI_SUM, root, comm),
-               "MPI_Reduce(sum, float)", t0);
+  int rc = MPI_Reduce(send, recv, count_of(n, "reduce"), MPI_FLOAT, MPI_SUM, root, comm);
+  /* a binomial tree like bcast's, run backwards */
+  if (rc == MPI_SUCCESS && mpl_par_comm_rank(comm) == root) net_bcast(comm, n * sizeof(float));
+  return check(rc, "MPI_Reduce(sum, float)", t0);
 }
 
 enum mpl_status mpl_par_comm_split(MPI_Comm comm, int color, int key, MPI_Comm *out) {
