@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <time.h>
 
 #include "mpillm/parallel.h"
@@ -85,17 +84,21 @@ static double net_step(double n_bytes) {
   return net.latency_s + (net.bytes_per_s > 0 ? n_bytes / net.bytes_per_s : 0.0);
 }
 
-/* waits the modelled time; sleeping (not spinning) leaves the cores to the other
- * ranks of an oversubscribed experiment, and the timer slack is set to 1 ns */
+/* waits the modelled time: a wake-up from sleep takes 50-200 us here (ms under load),
+ * as long as the latency being emulated, so the last 2 ms are spun (sched_yield in the
+ * loop handed the core to other processes for ~70 us each time); longer waits sleep
+ * first. The spin is bounded by the delay itself. */
 static void net_wait(double seconds) {
   if (seconds <= 0) return;
   net.added_seconds += seconds;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  double ns = ts.tv_nsec + seconds * 1e9;
-  ts.tv_sec += (time_t)(ns / 1e9);
-  ts.tv_nsec = (long)fmod(ns, 1e9);
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+  double deadline = mpl_time_now() + seconds;
+  double sleep_s = seconds - 2e-3;
+  if (sleep_s > 0) {
+    struct timespec ts = {(time_t)sleep_s, (long)(fmod(sleep_s, 1.0) * 1e9)};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+  }
+  while (mpl_time_now() < deadline) {
   }
 }
 
@@ -180,8 +183,6 @@ enum mpl_status mpl_par_net_configure(double latency_us, double bw_mbps, int hos
   net.latency_s = latency_us * 1e-6;
   net.bytes_per_s = bw_mbps * 1e6 / 8.0;
   net.on = true;
-  /* the default 50 us timer slack would swamp a 50 us emulated latency */
-  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
   return MPL_OK;
 }
 
