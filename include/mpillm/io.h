@@ -64,4 +64,18 @@ enum mpl_status mpl_io_read_rect(struct mpl_model_file *file, const char *name, 
  * frees with free(); *text = NULL without error when the file has none. Local. */
 enum mpl_status mpl_io_read_text(struct mpl_model_file *file, const char *name, char **text);
 
+/* Tensors of an open file, in name order: the count and the i-th name. Local. */
+int mpl_io_n_tensors(const struct mpl_model_file *file);
+const char *mpl_io_tensor_name(const struct mpl_model_file *file, int i);
+/* Reads a whole tensor (a shard: its rectangles) and checks the stored crc32 and
+ * HDF5's Fletcher32: MPL_ERR_CHECKSUM naming the tensor and file when either fails. Local. */
+enum mpl_status mpl_io_verify_tensor(struct mpl_model_file *file, const char *name);
+
+/* Imports a Hugging Face directory (config.json, model.safetensors or its index,
+ * tokenizer files) into a model file at out_path, stored as dtype (MPL_DTYPE_F32,
+ * MPL_DTYPE_BF16, or MPL_DTYPE_COUNT to keep f32/bf16 as they are, f16 -> f32).
+ * Refuses what the engine does not implement, naming the field; writes to a
+ * temporary file renamed at the end, so a failure leaves nothing. Local. */
+enum mpl_status mpl_io_convert(const char *hf_dir, const char *out_path, enum mpl_dtype dtype);
+
 #endif
