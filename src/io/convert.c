@@ -17,7 +17,10 @@ struct hf_source {
   cJSON *config, *gen_config, *tok_config, *tokenizer;
   char *tokenizer_text, *tok_config_text, *gen_config_text;
   char model_type[32];
-  const char *prefix; /* GPT-2 checkpoints saved from GPT2LMHeadModel name tensors "transformer.*" */
+  /* GPT-2 checkpoints saved from GPT2LMHeadModel name tensors "transformer.h.0...",
+   * those saved from GPT2Model (the hub's gpt2) "h.0...": the file always uses the
+   * first form, so that the engine looks for one name */
+  bool gpt2_unprefixed;
 };
 
 /* --- config.json -------------------------------------------------------------- */
@@ -283,9 +286,9 @@ static enum mpl_status expect(struct expected_list *l, const char *prefix, const
   return MPL_OK;
 }
 
-static enum mpl_status expected_tensors(const struct mpl_model_config *c, const char *prefix,
-                                        struct expected_list *l) {
+static enum mpl_status expected_tensors(const struct mpl_model_config *c, struct expected_list *l) {
   enum mpl_status st = MPL_OK;
+  const char *prefix = c->arch == MPL_ARCH_GPT2 ? "transformer." : "";
   int64_t h = c->hidden_size, q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
   int64_t im = c->intermediate_size, v = c->vocab_size;
 #define E(name, layer, rows, cols) \
@@ -344,6 +347,11 @@ static bool is_ignorable(const struct mpl_model_config *c, const char *name) {
   return c->tie_word_embeddings && strcmp(name, "lm_head.weight") == 0;
 }
 
+/* The checkpoint's name of a tensor the file calls name. */
+static const char *source_name(const struct hf_source *src, const char *name) {
+  return src->gpt2_unprefixed && strncmp(name, "transformer.", 12) == 0 ? name + 12 : name;
+}
+
 static void shape_text(int n_dims, const int64_t *shape, char *buf, size_t n) {
   size_t at = (size_t)snprintf(buf, n, "[");
   for (int i = 0; i < n_dims && at < n; i++)
@@ -393,13 +401,14 @@ static void convert_data(const struct mpl_io__st_tensor *t, enum mpl_dtype out, 
 static enum mpl_status write_tensors(const struct hf_source *src, const struct mpl_model_config *cfg,
                                      const struct mpl_io__st_set *set, enum mpl_dtype dtype, hid_t file) {
   struct expected_list list = {0, 0, NULL};
-  enum mpl_status st = expected_tensors(cfg, src->prefix, &list);
+  enum mpl_status st = expected_tensors(cfg, &list);
   /* check everything before writing anything: a bad checkpoint fails fast */
   for (int i = 0; st == MPL_OK && i < list.n; i++) {
     const struct expected *e = &list.items[i];
-    const struct mpl_io__st_tensor *t = mpl_io__st_find(set, e->name);
+    const struct mpl_io__st_tensor *t = mpl_io__st_find(set, source_name(src, e->name));
     if (!t) {
-      st = mpl_error_set(MPL_ERR_FORMAT, "%s: tensor %s is missing from the checkpoint", src->dir, e->name);
+      st = mpl_error_set(MPL_ERR_FORMAT, "%s: tensor %s is missing from the checkpoint", src->dir,
+                         source_name(src, e->name));
       break;
     }
     const char *file_name = set->files[t->file_index].path;
@@ -421,7 +430,7 @@ static enum mpl_status write_tensors(const struct hf_source *src, const struct m
   for (int i = 0; st == MPL_OK && i < set->n_tensors; i++) {
     const char *name = set->tensors[i].name;
     bool listed = false;
-    for (int j = 0; j < list.n && !listed; j++) listed = strcmp(list.items[j].name, name) == 0;
+    for (int j = 0; j < list.n && !listed; j++) listed = strcmp(source_name(src, list.items[j].name), name) == 0;
     if (!listed && !is_ignorable(cfg, name))
       mpl_log_warn("%s: tensor %s is not used by %s; not stored", src->dir, name, mpl_arch_name(cfg->arch));
   }
@@ -431,7 +440,7 @@ static enum mpl_status write_tensors(const struct hf_source *src, const struct m
     if (group < 0) st = mpl_error_set(MPL_ERR_IO, "cannot create /tensors: %s", mpl_io__h5_message());
   }
   for (int i = 0; st == MPL_OK && i < list.n; i++) {
-    const struct mpl_io__st_tensor *t = mpl_io__st_find(set, list.items[i].name);
+    const struct mpl_io__st_tensor *t = mpl_io__st_find(set, source_name(src, list.items[i].name));
     enum mpl_dtype out = dtype;
     if (out == MPL_DTYPE_COUNT) out = t->dtype == MPL_ST_BF16 ? MPL_DTYPE_BF16 : MPL_DTYPE_F32;
     size_t n = 1;
@@ -442,7 +451,7 @@ static enum mpl_status write_tensors(const struct hf_source *src, const struct m
       break;
     }
     convert_data(t, out, buf, n);
-    st = mpl_io__dataset_write(group, t->name, t->n_dims, t->shape, out, buf, NULL);
+    st = mpl_io__dataset_write(group, list.items[i].name, t->n_dims, t->shape, out, buf, NULL);
     mpl_free(buf);
   }
   if (group >= 0) H5Gclose(group);
@@ -467,7 +476,6 @@ enum mpl_status mpl_io_convert(const char *hf_dir, const char *out_path, enum mp
   struct hf_source src;
   memset(&src, 0, sizeof src);
   src.dir = hf_dir;
-  src.prefix = "";
   struct stat sb;
   if (stat(hf_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
     return mpl_error_set(MPL_ERR_IO, "%s: no such Hugging Face directory", hf_dir);
@@ -486,8 +494,9 @@ enum mpl_status mpl_io_convert(const char *hf_dir, const char *out_path, enum mp
   if (st == MPL_OK) st = load_json(hf_dir, "tokenizer.json", true, &src.tokenizer_text, &src.tokenizer);
   if (st == MPL_OK) st = read_config(&src, &cfg);
   if (st == MPL_OK) st = mpl_io__st_open(hf_dir, &set);
-  if (st == MPL_OK && cfg.arch == MPL_ARCH_GPT2 && mpl_io__st_find(&set, "transformer.wte.weight"))
-    src.prefix = "transformer.";
+  if (st == MPL_OK && cfg.arch == MPL_ARCH_GPT2 && !mpl_io__st_find(&set, "transformer.wte.weight") &&
+      mpl_io__st_find(&set, "wte.weight"))
+    src.gpt2_unprefixed = true;
   if (st == MPL_OK && !src.tokenizer_text)
     mpl_log_warn("%s: no tokenizer.json; the model file will have no tokenizer", hf_dir);
   if (st == MPL_OK) st = mpl_io__writer_create(&w, out_path);

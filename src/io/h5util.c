@@ -63,10 +63,10 @@ static enum mpl_status attr_write(hid_t obj, const char *name, hid_t type, hid_t
   if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
   hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
   herr_t err = a < 0 ? -1 : H5Awrite(a, type, value);
+  enum mpl_status st = MPL_OK;
+  if (err < 0) st = mpl_error_set(MPL_ERR_IO, "cannot write attribute %s: %s", name, mpl_io__h5_message());
   if (a >= 0) H5Aclose(a);
-  if (err < 0)
-    return mpl_error_set(MPL_ERR_IO, "cannot write attribute %s: %s", name, mpl_io__h5_message());
-  return MPL_OK;
+  return st;
 }
 
 enum mpl_status mpl_io__attr_write_str(hid_t obj, const char *name, const char *value) {
@@ -201,12 +201,12 @@ enum mpl_status mpl_io__text_write(hid_t loc, const char *name, const char *text
   hid_t s = H5Screate(H5S_SCALAR);
   hid_t d = H5Dcreate2(loc, name, t, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   herr_t err = d < 0 ? -1 : H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, &text);
+  enum mpl_status st = MPL_OK;
+  if (err < 0) st = mpl_error_set(MPL_ERR_IO, "cannot write text %s: %s", name, mpl_io__h5_message());
   if (d >= 0) H5Dclose(d);
   H5Sclose(s);
   H5Tclose(t);
-  if (err < 0)
-    return mpl_error_set(MPL_ERR_IO, "cannot write text %s: %s", name, mpl_io__h5_message());
-  return MPL_OK;
+  return st;
 }
 
 enum mpl_status mpl_io__text_read(hid_t loc, const char *name, char **text) {

@@ -71,8 +71,10 @@ static enum mpl_status list_tensors(struct mpl_model_file *f) {
     return mpl_error_set(MPL_ERR_FORMAT, "%s: the group /tensors is missing", f->file_path);
   hid_t g = H5Gopen2(f->file, "tensors", H5P_DEFAULT);
   if (g < 0 || MPL_H5_LITERATE(g, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_name, f) < 0) {
+    enum mpl_status st =
+        mpl_error_set(MPL_ERR_FORMAT, "%s: cannot list /tensors: %s", f->file_path, mpl_io__h5_message());
     if (g >= 0) H5Gclose(g);
-    return mpl_error_set(MPL_ERR_FORMAT, "%s: cannot list /tensors: %s", f->file_path, mpl_io__h5_message());
+    return st;
   }
   enum mpl_status st = MPL_OK;
   for (int i = 0; st == MPL_OK && i < f->n_tensors; i++) {
@@ -95,10 +97,13 @@ static enum mpl_status list_tensors(struct mpl_model_file *f) {
   return st;
 }
 
+/* MPI_COMM_SELF needs no MPI at all: unit tests and rank-0 tools run without it */
+static int comm_size(MPI_Comm comm) { return comm == MPI_COMM_SELF ? 1 : mpl_par_comm_size(comm); }
+
 static bool mpio_wanted(MPI_Comm comm) {
 #ifdef MPILLM_HDF5_PARALLEL
   const char *env = getenv("MPILLM_HDF5_MPIO");
-  return mpl_par_comm_size(comm) > 1 && !(env && strcmp(env, "0") == 0);
+  return comm_size(comm) > 1 && !(env && strcmp(env, "0") == 0);
 #else
   (void)comm;
   return false;
@@ -116,9 +121,9 @@ enum mpl_status mpl_io__open_h5(struct mpl_model_file *f, const char *path, bool
   (void)mpio;
 #endif
   f->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  const char *why = f->file < 0 ? mpl_io__h5_message() : ""; /* before the next call clears the stack */
   H5Pclose(fapl);
   if (f->file < 0) {
-    const char *why = mpl_io__h5_message();
     const char *hint = strstr(why, "signature") ? " (not an HDF5 file)"
                        : strstr(why, "truncated") ? " (the file is truncated)" : "";
     return mpl_error_set(MPL_ERR_FORMAT, "%s: cannot open as HDF5: %s%s", path, why, hint);
@@ -168,7 +173,7 @@ enum mpl_status mpl_io_open(const char *path, MPI_Comm comm, int pp_rank, int pp
       st = mpl_io__open_h5(f, path, mpio, "mpillm");
     }
   }
-  if (mpl_par_comm_size(comm) > 1) st = mpl_par_agree(comm, st);
+  if (comm_size(comm) > 1) st = mpl_par_agree(comm, st);
   if (st != MPL_OK) {
     mpl_io_close(f);
     return st;
@@ -268,11 +273,9 @@ enum mpl_status mpl_io__read_raw(hid_t loc, const char *dset, const char *what, 
       H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, cnt, NULL);
     }
     herr_t err = H5Dread(d, type, mspace, fspace, dxpl, (char *)raw + (size_t)r * row_bytes);
+    if (err < 0) st = read_failed(what); /* before the next call clears HDF5's error stack */
     H5Sclose(mspace);
-    if (err < 0) {
-      st = read_failed(what);
-      break;
-    }
+    if (err < 0) break;
     r += n;
   } while (r < n_rows);
   H5Pclose(dxpl);

@@ -1,0 +1,1 @@
+mpl_add_test(NAME unit_io LABEL unit TIMEOUT 60 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_io.c)
