@@ -25,17 +25,27 @@ static void expected_shape(const struct mpl_model_config *c, const char *name, i
   *rows = dim;
   *cols = dim;
 #define HAS(x) (strstr(name, x) != NULL)
-  if (HAS("norm") || HAS("ln_") || bias) *n_dims = 1;
-  if (HAS("embed_tokens") || HAS("lm_head") || HAS("wte")) *rows = c->vocab_size;
-  else if (HAS("wpe")) *rows = c->max_position_embeddings;
-  else if (HAS("q_proj")) *rows = *cols = q;
-  else if (HAS("k_proj") || HAS("v_proj")) *rows = *cols = kv;
-  else if (HAS("o_proj")) *cols = q;
-  else if (HAS("gate_proj") || HAS("up_proj")) *rows = ff;
-  else if (HAS("down_proj")) *cols = ff;
-  else if (HAS("c_attn")) *cols = 3 * dim;
-  else if (HAS("mlp.c_proj") && !bias) *rows = ff;
-  else if (HAS("c_fc")) *cols = ff;
+  /* 2-D: [out][in] for Linear, [in][out] for GPT-2's Conv1D; 1-D: the length in *cols */
+  int64_t r = dim, k = dim;
+  if (HAS("embed_tokens") || HAS("lm_head") || HAS("wte")) r = c->vocab_size;
+  else if (HAS("wpe")) r = c->max_position_embeddings;
+  else if (HAS("q_proj")) r = q;
+  else if (HAS("k_proj") || HAS("v_proj")) r = kv;
+  else if (HAS("o_proj")) k = q;
+  else if (HAS("gate_proj") || HAS("up_proj")) r = ff;
+  else if (HAS("down_proj")) k = ff;
+  else if (HAS("c_attn")) k = 3 * dim;           /* Conv1D [dim][3 dim] */
+  else if (HAS("mlp.c_proj")) r = ff;            /* Conv1D [ff][dim] */
+  else if (HAS("c_fc")) k = ff;                  /* Conv1D [dim][ff] */
+  if (HAS("norm") || HAS("ln_") || bias) {
+    *n_dims = 1;
+    /* a bias has the layer's output length */
+    *cols = c->arch == MPL_ARCH_GPT2 ? (HAS("mlp.c_proj") ? dim : k) : r;
+    if (!bias) *cols = dim;
+  } else {
+    *rows = r;
+    *cols = k;
+  }
 #undef HAS
   if (*n_dims == 1) *rows = 1;
 }
