@@ -176,6 +176,11 @@ enum mpl_status mpl_rt_generate(struct mpl_rt *rt, const struct mpl_request *req
                                 struct mpl_rt_result **results);
 void mpl_rt_results_free(struct mpl_rt_result *results, int n);
 
+/* Writes logits [n_rows][vocab] as dataset /logits (float32) of a new HDF5 file,
+ * through a temporary file renamed at the end, so a failure leaves nothing at path.
+ * Errors name the path. Local. */
+enum mpl_status mpl_rt_write_logits(const char *path, const float *logits, int n_rows, int vocab);
+
 /* ---- evaluation ---------------------------------------------------------------- */
 
 struct mpl_rt_eval_result {
@@ -200,9 +205,6 @@ double mpl_rt_nll(const float *logits, int n, int32_t target);
 /* This process's peak resident memory (VmHWM of /proc/self/status), 0 when
  * unknown. Local. */
 size_t mpl_rt_peak_rss_bytes(void);
-/* Read bandwidth of this process with n_threads threads streaming a buffer of
- * n_bytes (best of reps), bytes per second. Local. */
-double mpl_rt_read_bandwidth(size_t n_bytes, int n_threads, int reps);
 /* Mean, sample standard deviation and the q-quantile (0..1, linear between order
  * statistics; sorts a copy) of x [n]. Local. */
 double mpl_rt_mean(const double *x, int n);

@@ -39,6 +39,9 @@ enum mpl_status mpl_par_agree(MPI_Comm comm, enum mpl_status local) {
   if (MPI_Bcast(message, sizeof message, MPI_CHAR, first, comm) != MPI_SUCCESS)
     return mpl_error_set(MPL_ERR_MPI, "MPI_Bcast in the status agreement failed");
   message[sizeof message - 1] = '\0';
+  /* a message agreed on before (an inner step's, passed up) is kept as it is */
+  const char *inner = strchr(message, ']');
+  if (inner && strncmp(inner + 1, " [rank ", 7) == 0) return mpl_error_set(agreed, "%s", inner + 2);
   if (size > 1 && n_failed == size)
     mpl_error_set(agreed, "%s (on all %d ranks)", message, size);
   else if (n_failed > 1)
