@@ -7,6 +7,7 @@ const struct mpl_cli_command mpl_cli_commands[] = {
     {"infer", "run the seed network (a blend model) on a batch of rows: model, data, split or mix parallel", mpl_cmd_infer, false},
     {"convert", "import a Hugging Face checkpoint directory into an HDF5 model file", mpl_cmd_convert, true},
     {"inspect", "print a model file's config and tensors, verifying every checksum", mpl_cmd_inspect, true},
+    {"tokenize", "print the token ids of a text as JSON, or decode ids back to text", mpl_cmd_tokenize, true},
 };
 
 const int mpl_cli_n_commands = (int)(sizeof mpl_cli_commands / sizeof mpl_cli_commands[0]);

@@ -9,5 +9,6 @@ enum mpl_status mpl_cmd_info(int argc, char **argv, struct mpl_cli_ctx *ctx);
 enum mpl_status mpl_cmd_infer(int argc, char **argv, struct mpl_cli_ctx *ctx);
 enum mpl_status mpl_cmd_convert(int argc, char **argv, struct mpl_cli_ctx *ctx);
 enum mpl_status mpl_cmd_inspect(int argc, char **argv, struct mpl_cli_ctx *ctx);
+enum mpl_status mpl_cmd_tokenize(int argc, char **argv, struct mpl_cli_ctx *ctx);
 
 #endif
