@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "mpillm/io.h"
 #include "mpillm/tokenizer.h"
 
 /* Reads a whole file; *text = NULL without error when optional and missing. */
@@ -69,6 +70,33 @@ static enum mpl_status load_from_json(const char *path, struct mpl_tokenizer **t
   return st;
 }
 
+/* /tokenizer/tokenizer.json (+ the two configs) stored in a model file */
+static enum mpl_status load_from_model(const char *path, struct mpl_tokenizer **tok) {
+  struct mpl_model_file *f = NULL;
+  char *json = NULL, *cfg = NULL, *gen = NULL;
+  enum mpl_status st = mpl_io_open(path, MPI_COMM_SELF, 0, 1, 0, 1, &f);
+  if (st == MPL_OK) st = mpl_io_read_text(f, "tokenizer.json", &json);
+  if (st == MPL_OK && !json)
+    st = mpl_error_set(MPL_ERR_FORMAT, "%s: the model file has no /tokenizer/tokenizer.json", path);
+  if (st == MPL_OK) st = mpl_io_read_text(f, "tokenizer_config.json", &cfg);
+  if (st == MPL_OK) st = mpl_io_read_text(f, "generation_config.json", &gen);
+  if (st == MPL_OK) {
+    size_t n = strlen(path) + 32;
+    char *source = malloc(n);
+    if (!source) st = mpl_error_set(MPL_ERR_NOMEM, "no memory");
+    else {
+      snprintf(source, n, "%s:/tokenizer/tokenizer.json", path);
+      st = mpl_tok_create(json, cfg, gen, source, tok);
+      free(source);
+    }
+  }
+  free(json);
+  free(cfg);
+  free(gen);
+  mpl_io_close(f);
+  return st;
+}
+
 /* the ids of --decode: a JSON array of integers */
 static enum mpl_status parse_ids(const char *arg, int32_t **ids, int *n_ids) {
   cJSON *arr = cJSON_Parse(arg);
@@ -124,12 +152,8 @@ enum mpl_status mpl_cmd_tokenize(int argc, char **argv, struct mpl_cli_ctx *ctx)
     st = mpl_error_set(MPL_ERR_ARG, "tokenize: give exactly one of -m MODEL.h5 and --tokenizer FILE");
     goto out;
   }
-  if (model) {
-    st = mpl_error_set(MPL_ERR_UNSUPPORTED, "tokenize: -m needs the model file reader, not built yet; use "
-                       "--tokenizer tokenizer.json");
-    goto out;
-  }
-  if ((st = load_from_json(tok_path, &tok)) != MPL_OK) goto out;
+  st = model ? load_from_model(model, &tok) : load_from_json(tok_path, &tok);
+  if (st != MPL_OK) goto out;
   /* several TEXT arguments are one text joined by spaces, as a shell would print them */
   size_t len = 0;
   for (int i = 0; i < n_pos; i++) len += strlen(pos[i]) + 1;

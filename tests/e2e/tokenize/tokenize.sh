@@ -4,6 +4,8 @@
 set -u
 fx="$MPILLM_SOURCE_DIR/tests/fixtures"
 fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 check() { # name expected actual
   if [ "$2" != "$3" ]; then echo "FAIL $1: expected [$2] got [$3]"; fail=1; else echo "ok   $1"; fi
 }
@@ -23,9 +25,15 @@ newlines"
 ids=$("$MPILLM_BIN" tokenize --tokenizer "$q" "$s")
 text=$("$MPILLM_BIN" tokenize --tokenizer "$q" --decode "$ids")
 check "qwen2 round trip" "$s" "$text"
+# -m: the tokenizer stored in a converted model file gives the same ids
+"$MPILLM_BIN" convert "$fx/llama_gqa/hf" -o "$tmp/llama.h5" > /dev/null 2>&1 || { echo "FAIL convert"; fail=1; }
+ids=$("$MPILLM_BIN" tokenize -m "$tmp/llama.h5" "Hello, world!")
+check "-m model.h5" "[1,317,284,396,304,266,400,260]" "$ids"
+"$MPILLM_BIN" convert "$fx/gpt2/hf" -o "$tmp/gpt2.h5" > /dev/null 2>&1 || { echo "FAIL convert"; fail=1; }
+ids=$("$MPILLM_BIN" tokenize -m "$tmp/gpt2.h5" "$s")
+text=$("$MPILLM_BIN" tokenize -m "$tmp/gpt2.h5" --decode "$ids")
+check "gpt2 -m round trip" "$s" "$text"
 # bad input: non-zero exit and a message naming the file / field
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 printf '{"model": {"type": "WordPiece", "vocab": {"a": 0}}}' > "$tmp/tokenizer.json"
 if "$MPILLM_BIN" tokenize --tokenizer "$tmp/tokenizer.json" x 2> "$tmp/err"; then
   echo "FAIL unsupported model accepted"; fail=1
