@@ -91,6 +91,9 @@ MpiDefault=pmix
 # without it a job asking for more CPUs than exist stays PENDING forever
 EnforcePartLimits=ALL
 ReturnToService=2
+# the node sizes above are taken as written, so a test may declare more CPUs than the
+# machine has and run its jobs side by side
+SlurmdParameters=config_overrides
 MailProg=/bin/true
 SlurmctldTimeout=30
 SlurmdTimeout=30
