@@ -5,6 +5,7 @@
 # (never into /), points pkg-config at copies of their .pc files rewritten to the
 # prefix, and builds mpillm without tests.
 #   scripts/device/build.sh [extra cmake -D options]
+# Compiler warnings are not errors in this build (they are listed).
 # Environment: MPLDEPS_DEBS (default <repo>/.devwork/debs), MPLDEPS_PREFIX (default
 # /opt/mpldeps), MPILLM_BUILD_DIR (default <repo>/build-device), JOBS (default nproc).
 # Writes MPILLM_BUILD_DIR/env.sh (source it before running mpillm) and prints the
@@ -51,13 +52,20 @@ done
 for tool in cmake mpicc mpiexec; do
   command -v "$tool" >/dev/null 2>&1 || { say "$tool not found on PATH" >&2; exit 1; }
 done
-cmake -S "$root" -B "$build" -DMPILLM_TESTS=OFF -DCMAKE_BUILD_TYPE=Release \
-  -DPKG_CONFIG_EXECUTABLE="$(command -v pkg-config)" "$@" >"$build.cmake.log" 2>&1 \
-  || { cat "$build.cmake.log" >&2; say "cmake configure failed" >&2; exit 1; }
-grep -E 'Found (MPI_C|HDF5|BLAS)|HDF5 .*parallel|Checking for module' "$build.cmake.log" | sed 's/^/  /' | cut -c1-200
-cmake --build "$build" -j"$jobs" >"$build.make.log" 2>&1 \
-  || { tail -n 60 "$build.make.log" >&2; say "build failed (log: $build.make.log)" >&2; exit 1; }
+# warnings stay warnings here: that host's compiler is newer than the one CI checks with
+mkdir -p "$build"
+cmake -S "$root" -B "$build" -DMPILLM_TESTS=OFF -DCMAKE_BUILD_TYPE=Release -DMPILLM_WERROR=OFF \
+  -DPKG_CONFIG_EXECUTABLE="$(command -v pkg-config)" "$@" >"$build/cmake.log" 2>&1 \
+  || { cat "$build/cmake.log" >&2; say "cmake configure failed" >&2; exit 1; }
+grep -E 'Found (MPI_C|HDF5|BLAS)|HDF5 .*parallel|Checking for module' "$build/cmake.log" | sed 's/^/  /' | cut -c1-200
+cmake --build "$build" -j"$jobs" >"$build/make.log" 2>&1 \
+  || { tail -n 60 "$build/make.log" >&2; say "build failed (log: $build/make.log)" >&2; exit 1; }
 bin=$build/mpillm
+n_warn=$(grep -c 'warning:' "$build/make.log" || true)
+if [ "$n_warn" -gt 0 ]; then
+  say "$n_warn compiler warnings ($(${CC:-cc} --version | head -n 1)):"
+  grep 'warning:' "$build/make.log" | head -n 10 | cut -c1-200 | sed 's/^/  /'
+fi
 
 # the binary's RUNPATH names the prefix; if the loader still misses something, say so
 # and let env.sh add the prefix to LD_LIBRARY_PATH

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# The one command for the accelerator host's 16 CPU cores (the GPU is not used):
+# builds mpillm there (build.sh, from the .debs that fetch_deps.sh put in .devwork/)
+# and measures, in order of importance, each section under its own time limit:
+#   a. issue 3: single-rank bf16 decode against the measured read bandwidth,
+#      threads 16, 15 and 8 (mpillm bench's "bw use" column);
+#   b. issue 4: decode tok/s at tp = 1, 2, 4, 8 with one thread per rank (ranks
+#      bound to cores) and the share of time in communication; batch throughput
+#      at dp = 1 and dp = 8 (same batch per replica);
+#   c. issue 5: scripts/blend_bench.sh (the design's seed network, ranks 1..16,
+#      rows 1, 16, 256, 2048);
+#   d. machine.txt: lscpu, nproc, memory, compiler, MPI/OpenBLAS/HDF5 versions,
+#      `mpillm info --comm-bench` on 2 ranks.
+#   OUT=DIR scripts/device/measure_all.sh          (on the device host $OUT is set)
+#   MEASURE_SMALL=1 OUT=/tmp/out scripts/device/measure_all.sh   (dry run: tiny model,
+#                                                     at most 2 ranks, a few minutes)
+# The bench model is a random-weight bf16 LLaMA of 1.39 GB (scripts/device/make_model.py,
+# converted with `mpillm convert`). Into $OUT (at most 8 plain files): log.txt (all
+# output), summary.txt (also printed last), machine.txt, issue3.txt, issue4.txt,
+# blend.txt, results.tar.gz (every bench JSON and table, the build logs; refreshed
+# after each section, so a run cut short still returns what it finished).
+# Environment: MEASURE_BUDGET_S (whole run, default 530), MEASURE_WORK (scratch,
+# default /tmp/mpl_measure), MPILLM_BIN (skip the build, use this binary),
+# MPILLM_BUILD_DIR (default <repo>/build-device).
+# A section whose command is missing from this checkout prints "skipped: ..." and
+# no numbers.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+self=$root/scripts/device/measure_all.sh
+
+# --- settings: the device run, or a dry run here -----------------------------------
+if [ "${MEASURE_SMALL:-0}" = 1 ]; then
+  model_size=small threads_a="2 1" tp_list="1 2" dp_list="1 2" batch_dp=4
+  prompt_len=8 gen=8 reps_a=2 reps_b=2 warmup=1
+  blend_ranks="1 2" blend_rows="1,16" blend_reps=2
+else
+  model_size=device threads_a="16 15 8" tp_list="1 2 4 8" dp_list="1 8" batch_dp=8
+  prompt_len=32 gen=32 reps_a=5 reps_b=3 warmup=1
+  blend_ranks="1 2 4 8 16" blend_rows="1,16,256,2048" blend_reps=3
+fi
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# shared memory between ranks of one host, nothing else (no UCX probing in a VM)
+export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1} OMPI_MCA_btl=${OMPI_MCA_btl:-self,vader}
+
+# Open MPI binding for n ranks: one core each while they fit, else none
+bind_flags() {
+  local n=$1 cores
+  cores=$(lscpu -p=core,socket 2>/dev/null | grep -v '^#' | sort -u | wc -l)
+  [ "$cores" -gt 0 ] || cores=$(nproc)
+  if [ "$n" -le "$cores" ]; then echo "--bind-to core --map-by core"
+  else echo "--oversubscribe --bind-to none"; fi
+}
+
+have_bench() { "$MPILLM_BIN" bench --help 2>&1 | grep -q -- '--prompt-len'; }
+
+# one bench run: LABEL RANKS [mpillm bench options...]; JSON to $W/json/LABEL.json
+bench() {
+  local label=$1 n=$2
+  shift 2
+  echo "--- $label: $n rank(s), bench $*"
+  # shellcheck disable=SC2046
+  mpiexec -n "$n" $(bind_flags "$n") "$MPILLM_BIN" bench -m "$MODEL" --prompt-len "$prompt_len" \
+    --gen "$gen" --warmup "$warmup" --json "$W/json/$label.json" "$@" 2>&1 | tee "$W/txt/$label.txt"
+  local rc=$?
+  [ $rc -eq 0 ] || echo "FAILED: $label (exit $rc)"
+  return 0
+}
+
+section_a() {
+  have_bench || { echo "skipped: mpillm bench not available in this checkout"; return 0; }
+  for t in $threads_a; do
+    # one rank, not bound: its threads spread over the cores
+    echo "--- a_t$t: 1 rank, $t threads"
+    OPENBLAS_NUM_THREADS=$t MPILLM_THREADS=$t mpiexec -n 1 --bind-to none "$MPILLM_BIN" bench \
+      -m "$MODEL" --threads "$t" --batch 1 --prompt-len "$prompt_len" --gen "$gen" \
+      --reps "$reps_a" --warmup "$warmup" --json "$W/json/a_t$t.json" 2>&1 | tee "$W/txt/a_t$t.txt"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || echo "FAILED: a_t$t"
+  done
+}
+
+section_b() {
+  have_bench || { echo "skipped: mpillm bench not available in this checkout"; return 0; }
+  export OPENBLAS_NUM_THREADS=1 MPILLM_THREADS=1 OMP_NUM_THREADS=1
+  for tp in $tp_list; do
+    bench "b_tp$tp" "$tp" --tp "$tp" --dp 1 --pp 1 --threads 1 --batch 1 --reps "$reps_b"
+  done
+  for dp in $dp_list; do
+    bench "b_dp$dp" "$dp" --dp "$dp" --tp 1 --pp 1 --threads 1 --batch "$batch_dp" --reps "$reps_b"
+  done
+}
+
+section_c() {
+  [ -f "$root/scripts/blend_bench.sh" ] || { echo "skipped: scripts/blend_bench.sh not in this checkout"; return 0; }
+  "$MPILLM_BIN" blend-init --help >/dev/null 2>&1 || { echo "skipped: mpillm blend-init not available"; return 0; }
+  MPILLM_BIN=$MPILLM_BIN OUT=$W/blend bash "$root/scripts/blend_bench.sh" --ranks "$blend_ranks" \
+    --rows "$blend_rows" --reps "$blend_reps" --out "$W/blend"
+}
+
+# the machine: what the numbers were measured on
+section_d() {
+  echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(hostname)"
+  uname -a
+  [ -r /etc/os-release ] && grep PRETTY_NAME /etc/os-release
+  echo "nproc: $(nproc)"
+  lscpu 2>/dev/null
+  echo
+  grep -E 'MemTotal|MemAvailable' /proc/meminfo
+  command -v free >/dev/null && free -g
+  echo
+  ${CC:-cc} --version 2>/dev/null | head -n 1
+  cmake --version 2>/dev/null | head -n 1
+  mpiexec --version 2>/dev/null | head -n 1
+  command -v dpkg-query >/dev/null &&
+    dpkg-query -W -f='${Package} ${Version}\n' 'libopenblas*' 'libopenmpi*' 'openmpi-bin' 'libhdf5*dev' 2>/dev/null
+  echo
+  if [ -n "${MPILLM_BIN:-}" ] && [ -x "$MPILLM_BIN" ]; then
+    # shellcheck disable=SC2046
+    timeout 60 mpiexec -n 2 $(bind_flags 2) "$MPILLM_BIN" info --comm-bench 2>&1
+  fi
+}
+
+# tar every small result (no model files) into $OUT/results.tar.gz
+pack() {
+  (cd "$W" && find . -type f ! -name '*.h5' ! -name '*.safetensors' -size -8M -print0 |
+    tar --null -czf "$OUT/results.tar.gz.tmp" -T - 2>/dev/null) &&
+    mv "$OUT/results.tar.gz.tmp" "$OUT/results.tar.gz"
+}
+
+# run_section NAME SECONDS OUTFILE: under its own limit, capped by what is left
+run_section() {
+  local name=$1 want=$2 file=$3 left limit
+  left=$((budget - ($(date +%s) - t0) - 20))
+  limit=$((want < left ? want : left))
+  echo
+  echo "=== section $name (limit ${limit} s, $(($(date +%s) - t0)) s elapsed) ==="
+  if [ "$limit" -lt 20 ]; then
+    echo "skipped: section $name, out of time" | tee "$OUT/$file"
+    return
+  fi
+  local s0=$(date +%s)
+  timeout -k 10 "$limit" bash "$self" --section "$name" 2>&1 | tee "$OUT/$file"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && echo "TIMED OUT: section $name after $limit s" | tee -a "$OUT/$file"
+  echo "=== section $name: exit $rc, $(($(date +%s) - s0)) s ==="
+  cp "$OUT/$file" "$W/txt/section_$name.txt"
+  pack
+}
+
+main() {
+  : "${OUT:?set OUT to the folder for the results}"
+  mkdir -p "$OUT"
+  t0=$(date +%s)
+  budget=${MEASURE_BUDGET_S:-530}
+  export W=${MEASURE_WORK:-/tmp/mpl_measure}
+  export MPILLM_BUILD_DIR=${MPILLM_BUILD_DIR:-$root/build-device}
+  rm -rf "$W"
+  mkdir -p "$W/json" "$W/txt" "$W/logs"
+  exec > >(tee -a "$OUT/log.txt") 2>&1
+  echo "measure_all: $(date -u +%H:%M:%SZ), budget $budget s, model $model_size, work $W, commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+
+  # build
+  if [ -z "${MPILLM_BIN:-}" ]; then
+    echo "=== build ==="
+    local b0=$(date +%s)
+    if ! timeout 300 bash "$root/scripts/device/build.sh"; then
+      echo "BUILD FAILED: nothing to measure"
+      cp "$MPILLM_BUILD_DIR"/*.log "$W/logs/" 2>/dev/null
+      section_d >"$OUT/machine.txt" 2>&1
+      pack
+      exit 1
+    fi
+    cp "$MPILLM_BUILD_DIR"/*.log "$W/logs/" 2>/dev/null
+    # shellcheck disable=SC1091
+    source "$MPILLM_BUILD_DIR/env.sh"
+    echo "=== build: $(($(date +%s) - b0)) s ==="
+  fi
+  export MPILLM_BIN
+
+  # d first: it is quick, and it tells whether MPI runs at all
+  section_d >"$OUT/machine.txt" 2>&1
+  if ! grep -q 'comm-bench' "$OUT/machine.txt"; then
+    echo "mpiexec -n 2 failed with the defaults; trying without single-copy shared memory"
+    export OMPI_MCA_btl_vader_single_copy_mechanism=none
+    section_d >"$OUT/machine.txt" 2>&1
+  fi
+  grep -E '^(Model name|CPU\(s\)|Thread|Core|Socket|NUMA node\(s\)|L3)|MemTotal|^MPI|^OpenBLAS|^HDF5|^launch' "$OUT/machine.txt"
+  cp "$OUT/machine.txt" "$W/txt/"
+
+  # the bench model
+  export MODEL=$W/model.h5
+  echo "=== model ==="
+  local m0=$(date +%s)
+  if ! timeout 150 python3 "$root/scripts/device/make_model.py" "$W/hf" --size "$model_size" ||
+     ! timeout 150 "$MPILLM_BIN" convert "$W/hf" -o "$MODEL"; then
+    echo "MODEL FAILED: sections a and b will fail"
+  fi
+  rm -rf "$W/hf"
+  echo "=== model: $(($(date +%s) - m0)) s, $(du -h "$MODEL" 2>/dev/null | cut -f1) ==="
+
+  run_section a 150 issue3.txt
+  run_section b 220 issue4.txt
+  run_section c 150 blend.txt
+
+  echo
+  python3 "$root/scripts/device/summarize.py" "$W" | tee "$OUT/summary.txt"
+  cp "$OUT/summary.txt" "$W/txt/"
+  pack
+  echo "measure_all: done in $(($(date +%s) - t0)) s; files in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
+}
+
+if [ "${1:-}" = --section ]; then
+  "section_$2"
+  exit $?
+fi
+main "$@"
