@@ -131,6 +131,8 @@ enum mpl_status mpl_blend_runner_create(const char *path, enum mpl_blend_mode mo
                                         struct mpl_blend_runner **out);
 void mpl_blend_runner_destroy(struct mpl_blend_runner *runner);
 const struct mpl_blend_config *mpl_blend_runner_config(const struct mpl_blend_runner *runner);
+/* Bytes of weights this rank holds. Local. */
+size_t mpl_blend_runner_weight_bytes(const struct mpl_blend_runner *runner);
 /* One line describing the plan ("7 ranks: 2 model-parallel groups of 5+2 ..."). */
 const char *mpl_blend_runner_describe(const struct mpl_blend_runner *runner);
 

@@ -10,5 +10,9 @@ enum mpl_status mpl_cmd_infer(int argc, char **argv, struct mpl_cli_ctx *ctx);
 enum mpl_status mpl_cmd_convert(int argc, char **argv, struct mpl_cli_ctx *ctx);
 enum mpl_status mpl_cmd_inspect(int argc, char **argv, struct mpl_cli_ctx *ctx);
 enum mpl_status mpl_cmd_tokenize(int argc, char **argv, struct mpl_cli_ctx *ctx);
+enum mpl_status mpl_cmd_blend_init(int argc, char **argv, struct mpl_cli_ctx *ctx);
+/* bench for the seed network (cmd_bench_blend.c); is_blend: -m names a blend model file */
+enum mpl_status mpl_cmd_bench_blend(int argc, char **argv, struct mpl_cli_ctx *ctx);
+bool mpl_cmd_bench_is_blend(int argc, char **argv);
 
 #endif

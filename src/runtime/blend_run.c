@@ -136,6 +136,10 @@ const struct mpl_blend_config *mpl_blend_runner_config(const struct mpl_blend_ru
   return &runner->cfg;
 }
 
+size_t mpl_blend_runner_weight_bytes(const struct mpl_blend_runner *runner) {
+  return mpl_blend_model_bytes(&runner->model);
+}
+
 const char *mpl_blend_runner_describe(const struct mpl_blend_runner *runner) {
   return runner->description;
 }

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The seed network through the binary: blend-init, infer in every mode at 3 ranks
+# (same probabilities from each, checked with h5diff), bench with JSON, and bad input
+# that must end every rank with exit 1 and exactly one error message.
+set -uo pipefail
+bin=${MPILLM_BIN:?} src=${MPILLM_SOURCE_DIR:?}
+read -r -a mpi_flags <<< "${MPIEXEC_FLAGS:-}"
+run() { "${MPIEXEC:-mpiexec}" -n "$1" "${mpi_flags[@]}" "${@:2}"; }
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fails=0 passes=0
+ok() { passes=$((passes + 1)); }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# expect_error NAME NEEDLE CMD...: non-zero exit, one "mpillm: error:" line holding NEEDLE
+expect_error() {
+  local name=$1 needle=$2
+  shift 2
+  "$@" >"$dir/out" 2>"$dir/err"
+  local rc=$? n
+  n=$(grep -c "mpillm: error:" "$dir/err")
+  if [ "$rc" -ne 0 ] && [ "$n" -eq 1 ] && grep -qF -- "$needle" "$dir/err"; then ok
+  else bad "$name: rc $rc, $n error lines, wanted '$needle':"; cat "$dir/err"; fi
+}
+
+m=$dir/small.h5
+"$bin" blend-init --submodels 5 --in-widths 3,4,2,5,6 --hidden 8 --classes 6 -o "$m" >/dev/null \
+  && ok || bad "blend-init"
+# the rows: the L3 fixture's x has 20 features, as many as this model's widths add up to
+x=$src/tests/fixtures/blend/keras_L3.ref.h5
+for mode in model data split mix; do
+  run 3 "$bin" infer -m "$m" --input "$x" --mode "$mode" --alpha 0.4 -o "$dir/$mode.h5" --save-z \
+    2>"$dir/err" && ok || { bad "infer --mode $mode"; cat "$dir/err"; }
+done
+for mode in data split mix; do
+  h5diff -d 1e-5 "$dir/model.h5" "$dir/$mode.h5" /probs /probs >/dev/null && ok || bad "probs of $mode differ from model"
+  h5diff -d 1e-5 "$dir/model.h5" "$dir/$mode.h5" /z /z >/dev/null && ok || bad "z of $mode differs from model"
+done
+run 2 "$bin" bench -m "$m" --rows 1,5 --modes model,data,split --alpha 0.5 --reps 1 \
+  --json "$dir/bench.json" >"$dir/bench.txt" 2>"$dir/err" && ok || { bad "bench"; cat "$dir/err"; }
+grep -q '"rows_per_s"' "$dir/bench.json" 2>/dev/null && grep -q "| split  |  0.50 |" "$dir/bench.txt" \
+  && ok || bad "bench output"
+
+expect_error "alpha" "--alpha 1.5 is outside [0, 1]" \
+  run 3 "$bin" infer -m "$m" --input "$x" --mode split --alpha 1.5 -o "$dir/never.h5"
+expect_error "features" "has 25 features per row but the model" \
+  run 3 "$bin" infer -m "$m" --input "$src/tests/fixtures/blend/keras_L5.ref.h5" -o "$dir/never.h5"
+expect_error "mode" "--mode 'pipeline' is not one of" \
+  run 2 "$bin" infer -m "$m" --input "$x" --mode pipeline -o "$dir/never.h5"
+expect_error "widths" "--in-widths lists 4 widths but --submodels is 5" \
+  run 2 "$bin" blend-init --submodels 5 --in-widths 3,4,2,5 --hidden 8 --classes 6 -o "$dir/never.h5"
+expect_error "widths sum" "add up to 20 features, not --features 21" \
+  "$bin" blend-init --submodels 5 --in-widths 3,4,2,5,6 --features 21 --hidden 8 --classes 6 -o "$dir/never.h5"
+expect_error "not a model" "not an mpillm model file" \
+  run 2 "$bin" infer -m "$x" --input "$x" -o "$dir/never.h5"
+[ -e "$dir/never.h5" ] && bad "a failed command left never.h5" || ok
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
