@@ -9,8 +9,8 @@ const struct mpl_cli_command mpl_cli_commands[] = {
     {"inspect", "print a model file's config and tensors, verifying every checksum", mpl_cmd_inspect, true},
     {"tokenize", "print the token ids of a text as JSON, or decode ids back to text", mpl_cmd_tokenize, true},
     {"blend-init", "write a seed-network (blend) model of a given shape with random weights", mpl_cmd_blend_init, true},
-    /* until the runtime's bench lands: that one dispatches blend files to mpl_cmd_bench_blend */
-    {"bench", "measure throughput (for now: the seed network's rows/s per mode, alpha and batch)", mpl_cmd_bench_blend, false},
+    /* `bench -m blend.h5` reaches the same function once the runtime's bench dispatches blend files */
+    {"bench-blend", "measure the seed network's rows/s per mode, alpha and batch size", mpl_cmd_bench_blend, false},
 };
 
 const int mpl_cli_n_commands = (int)(sizeof mpl_cli_commands / sizeof mpl_cli_commands[0]);

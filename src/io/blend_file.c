@@ -1,13 +1,15 @@
 /* The blend model file (layout in include/mpillm/blend.h) and plain f32 matrix files
  * for inputs and outputs. Serial HDF5 on each rank's own handle: a rank in model mode
- * reads only its sub-models' datasets and a row range of the head kernel. Files are
- * written to "<path>.tmp.<pid>" and renamed, so a failure leaves nothing half-written. */
+ * reads only its sub-models' datasets and a row range of the head kernel. Written
+ * with the io module's writer (temporary file renamed at the end, chunked datasets
+ * with Fletcher32, crc32 and dtype attributes), so blend files look like the others. */
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "io_internal.h"
 #include "mpillm/blend.h"
 
 #define FORMAT_VERSION 1
@@ -72,28 +74,6 @@ static enum mpl_status read_int_attr(hid_t obj, const char *name, int *out, int 
   H5Sclose(space);
   H5Aclose(attr);
   return st;
-}
-
-static int write_string_attr(hid_t obj, const char *name, const char *value) {
-  hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, strlen(value) + 1);
-  hid_t space = H5Screate(H5S_SCALAR);
-  hid_t attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-  int bad = attr < 0 || H5Awrite(attr, type, value) < 0;
-  if (attr >= 0) H5Aclose(attr);
-  H5Sclose(space);
-  H5Tclose(type);
-  return bad;
-}
-
-static int write_int_attr(hid_t obj, const char *name, const int *values, int n, bool scalar) {
-  hsize_t dims[1] = {(hsize_t)n};
-  hid_t space = scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, dims, NULL);
-  hid_t attr = H5Acreate2(obj, name, H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT);
-  int bad = attr < 0 || H5Awrite(attr, H5T_NATIVE_INT, values) < 0;
-  if (attr >= 0) H5Aclose(attr);
-  H5Sclose(space);
-  return bad;
 }
 
 /* --- the config ------------------------------------------------------------------ */
@@ -267,90 +247,58 @@ out_close_file:
   return st;
 }
 
-static int write_tensor(hid_t group, const char *name, int n_dims, const hsize_t *dims,
-                        const float *data) {
-  hid_t space = H5Screate_simple(n_dims, dims, NULL);
-  hid_t dset = H5Dcreate2(group, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
-                          H5P_DEFAULT);
-  int bad = dset < 0 || H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0;
-  if (!bad) {
-    hsize_t n = 1;
-    for (int d = 0; d < n_dims; d++) n *= dims[d];
-    unsigned crc = mpl_crc32(0, data, (size_t)n * sizeof(float));
-    hid_t scalar = H5Screate(H5S_SCALAR);
-    hid_t attr = H5Acreate2(dset, "crc32", H5T_STD_U32LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
-    bad = attr < 0 || H5Awrite(attr, H5T_NATIVE_UINT, &crc) < 0;
-    if (attr >= 0) H5Aclose(attr);
-    H5Sclose(scalar);
-    bad = bad || write_string_attr(dset, "dtype", "f32");
-  }
-  if (dset >= 0) H5Dclose(dset);
-  H5Sclose(space);
-  return bad;
-}
-
-/* Creates path's temporary sibling; *tmp receives its name. */
-static hid_t create_tmp(const char *path, char *tmp, size_t tmp_bytes) {
-  quiet();
-  snprintf(tmp, tmp_bytes, "%s.tmp.%ld", path, (long)getpid());
-  hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (file < 0) mpl_error_set(MPL_ERR_IO, "cannot create %s (for %s)", tmp, path);
-  return file;
-}
-
-static enum mpl_status finish_tmp(hid_t file, int bad, const char *tmp, const char *path) {
-  if (H5Fclose(file) < 0) bad = 1;
-  if (bad) {
-    unlink(tmp);
-    return mpl_error_set(MPL_ERR_IO, "writing %s failed (disk full?); nothing was written", path);
-  }
-  if (rename(tmp, path) != 0) {
-    unlink(tmp);
-    return mpl_error_set(MPL_ERR_IO, "cannot rename %s to %s", tmp, path);
-  }
-  return MPL_OK;
-}
-
 enum mpl_status mpl_blend_file_write(const char *path, const struct mpl_blend_model *model) {
   const struct mpl_blend_config *cfg = &model->cfg;
   MPL_ASSERT(model->sub_begin == 0 && model->sub_end == cfg->n_submodels,
              "only a whole model is written");
   enum mpl_status st = mpl_blend_config_check(cfg, path);
   if (st != MPL_OK) return st;
-  char tmp[4096];
-  hid_t file = create_tmp(path, tmp, sizeof tmp);
-  if (file < 0) return mpl_error_status();
-  int version = FORMAT_VERSION, n_features = (int)mpl_blend_n_features(cfg);
-  int bad = write_string_attr(file, "format", "mpillm") ||
-            write_int_attr(file, "format_version", &version, 1, true) ||
-            write_string_attr(file, "arch", "blend");
-  hid_t group = H5Gcreate2(file, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  bad = bad || group < 0 || write_int_attr(group, "n_submodels", &cfg->n_submodels, 1, true) ||
-        write_int_attr(group, "in_widths", cfg->in_widths, cfg->n_submodels, false) ||
-        write_int_attr(group, "n_features", &n_features, 1, true) ||
-        write_int_attr(group, "hidden", &cfg->hidden, 1, true) ||
-        write_int_attr(group, "classes", &cfg->n_classes, 1, true);
+  struct mpl_io__writer w;
+  if ((st = mpl_io__writer_create(&w, path)) != MPL_OK) return st;
+  int64_t widths[MPL_BLEND_MAX_SUBMODELS];
+  for (int i = 0; i < cfg->n_submodels; i++) widths[i] = cfg->in_widths[i];
+  st = mpl_io__attr_write_str(w.file, "format", "mpillm");
+  if (st == MPL_OK) st = mpl_io__attr_write_i64(w.file, "format_version", FORMAT_VERSION);
+  if (st == MPL_OK) st = mpl_io__attr_write_str(w.file, "arch", "blend");
+  hid_t group = H5Gcreate2(w.file, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (group < 0 && st == MPL_OK) st = mpl_error_set(MPL_ERR_IO, "%s: cannot create /config", path);
+  if (st == MPL_OK) st = mpl_io__attr_write_i64(group, "n_submodels", cfg->n_submodels);
+  if (st == MPL_OK) st = mpl_io__attr_write_i64s(group, "in_widths", widths, cfg->n_submodels);
+  if (st == MPL_OK) st = mpl_io__attr_write_i64(group, "n_features", mpl_blend_n_features(cfg));
+  if (st == MPL_OK) st = mpl_io__attr_write_i64(group, "hidden", cfg->hidden);
+  if (st == MPL_OK) st = mpl_io__attr_write_i64(group, "classes", cfg->n_classes);
   if (group >= 0) H5Gclose(group);
-  hid_t tensors = H5Gcreate2(file, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  bad = bad || tensors < 0;
-  hsize_t h = (hsize_t)cfg->hidden, c = (hsize_t)cfg->n_classes;
+  hid_t tensors = H5Gcreate2(w.file, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (tensors < 0 && st == MPL_OK) st = mpl_error_set(MPL_ERR_IO, "%s: cannot create /tensors", path);
+  int64_t h = cfg->hidden, c = cfg->n_classes;
   char name[128];
-  for (int i = 0; i < cfg->n_submodels && !bad; i++) {
-    hsize_t d_w0[2] = {(hsize_t)cfg->in_widths[i], h}, d_w1[2] = {h, h}, d_b[1] = {h};
+#define PUT(n_dims, shape, data)                                                        \
+  if (st == MPL_OK)                                                                     \
+  st = mpl_io__dataset_write(tensors, name, n_dims, shape, MPL_DTYPE_F32, data, NULL)
+  for (int i = 0; i < cfg->n_submodels && st == MPL_OK; i++) {
+    int64_t d_w0[2] = {cfg->in_widths[i], h}, d_w1[2] = {h, h}, d_b[1] = {h};
     snprintf(name, sizeof name, "submodel_%d.dense_0.kernel", i);
-    bad = bad || write_tensor(tensors, name, 2, d_w0, model->w0[i]);
+    PUT(2, d_w0, model->w0[i]);
     snprintf(name, sizeof name, "submodel_%d.dense_0.bias", i);
-    bad = bad || write_tensor(tensors, name, 1, d_b, model->b0[i]);
+    PUT(1, d_b, model->b0[i]);
     snprintf(name, sizeof name, "submodel_%d.dense_1.kernel", i);
-    bad = bad || write_tensor(tensors, name, 2, d_w1, model->w1[i]);
+    PUT(2, d_w1, model->w1[i]);
     snprintf(name, sizeof name, "submodel_%d.dense_1.bias", i);
-    bad = bad || write_tensor(tensors, name, 1, d_b, model->b1[i]);
+    PUT(1, d_b, model->b1[i]);
   }
-  hsize_t d_head[2] = {(hsize_t)cfg->n_submodels * h, c}, d_hb[1] = {c};
-  bad = bad || write_tensor(tensors, "head.kernel", 2, d_head, model->head_w);
-  bad = bad || write_tensor(tensors, "head.bias", 1, d_hb, model->head_b);
+  int64_t d_head[2] = {(int64_t)cfg->n_submodels * h, c}, d_hb[1] = {c};
+  snprintf(name, sizeof name, "head.kernel");
+  PUT(2, d_head, model->head_w);
+  snprintf(name, sizeof name, "head.bias");
+  PUT(1, d_hb, model->head_b);
+#undef PUT
   if (tensors >= 0) H5Gclose(tensors);
-  return finish_tmp(file, bad, tmp, path);
+  if (st != MPL_OK) {
+    mpl_error_wrap("%s: ", path);
+    mpl_io__writer_abort(&w);
+    return st;
+  }
+  return mpl_io__writer_commit(&w);
 }
 
 /* --- plain matrices: X in, probs and z out ----------------------------------------- */
@@ -398,18 +346,15 @@ out_close_file:
 enum mpl_status mpl_blend_write_matrices(const char *path, int n, const char *const *names,
                                          const float *const *data, int64_t n_rows,
                                          const int64_t *n_cols) {
-  char tmp[4096];
-  hid_t file = create_tmp(path, tmp, sizeof tmp);
-  if (file < 0) return mpl_error_status();
-  int bad = 0;
-  for (int k = 0; k < n && !bad; k++) {
-    hsize_t dims[2] = {(hsize_t)n_rows, (hsize_t)n_cols[k]};
-    hid_t space = H5Screate_simple(2, dims, NULL);
-    hid_t dset = H5Dcreate2(file, names[k], H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
-                            H5P_DEFAULT);
-    bad = dset < 0 || H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data[k]) < 0;
-    if (dset >= 0) H5Dclose(dset);
-    H5Sclose(space);
+  struct mpl_io__writer w;
+  enum mpl_status st = mpl_io__writer_create(&w, path);
+  for (int k = 0; st == MPL_OK && k < n; k++) {
+    int64_t shape[2] = {n_rows, n_cols[k]};
+    st = mpl_io__dataset_write(w.file, names[k], 2, shape, MPL_DTYPE_F32, data[k], NULL);
   }
-  return finish_tmp(file, bad, tmp, path);
+  if (st != MPL_OK) {
+    mpl_io__writer_abort(&w);
+    return st;
+  }
+  return mpl_io__writer_commit(&w);
 }

@@ -23,6 +23,9 @@ expect_error() {
   else bad "$name: rc $rc, $n error lines, wanted '$needle':"; cat "$dir/err"; fi
 }
 
+# same A B NAME: dataset /NAME of two files within 1e-5 (attributes such as crc32 aside)
+same() { h5diff -d 1e-5 --exclude-attribute "/$3" "$1" "$2" "/$3" "/$3" >/dev/null; }
+
 m=$dir/small.h5
 "$bin" blend-init --submodels 5 --in-widths 3,4,2,5,6 --hidden 8 --classes 6 -o "$m" >/dev/null \
   && ok || bad "blend-init"
@@ -33,13 +36,24 @@ for mode in model data split mix; do
     2>"$dir/err" && ok || { bad "infer --mode $mode"; cat "$dir/err"; }
 done
 for mode in data split mix; do
-  h5diff -d 1e-5 "$dir/model.h5" "$dir/$mode.h5" /probs /probs >/dev/null && ok || bad "probs of $mode differ from model"
-  h5diff -d 1e-5 "$dir/model.h5" "$dir/$mode.h5" /z /z >/dev/null && ok || bad "z of $mode differs from model"
+  same "$dir/model.h5" "$dir/$mode.h5" probs && ok || bad "probs of $mode differ from model"
+  same "$dir/model.h5" "$dir/$mode.h5" z && ok || bad "z of $mode differs from model"
 done
-run 2 "$bin" bench -m "$m" --rows 1,5 --modes model,data,split --alpha 0.5 --reps 1 \
+run 2 "$bin" bench-blend -m "$m" --rows 1,5 --modes model,data,split --alpha 0.5 --reps 1 \
   --json "$dir/bench.json" >"$dir/bench.txt" 2>"$dir/err" && ok || { bad "bench"; cat "$dir/err"; }
 grep -q '"rows_per_s"' "$dir/bench.json" 2>/dev/null && grep -q "| split  |  0.50 |" "$dir/bench.txt" \
   && ok || bad "bench output"
+
+# the Keras fixture through `convert --from keras`, then infer against numpy's answer
+k=$dir/keras_L5.h5 ref=$src/tests/fixtures/blend/keras_L5.ref.h5
+"$bin" convert --from keras "$src/tests/fixtures/blend/keras_L5.keras.h5" -o "$k" >/dev/null \
+  && ok || bad "convert --from keras"
+run 3 "$bin" infer -m "$k" --input "$ref" --mode split --alpha 0.3 -o "$dir/k.h5" --save-z 2>"$dir/err" \
+  && ok || { bad "infer of the converted Keras model"; cat "$dir/err"; }
+same "$dir/k.h5" "$ref" probs && ok || bad "Keras L5 probs differ from numpy"
+same "$dir/k.h5" "$ref" z && ok || bad "Keras L5 z differs from numpy"
+expect_error "keras" "not a Keras model" \
+  "$bin" convert --from keras "$m" -o "$dir/never.h5"
 
 expect_error "alpha" "--alpha 1.5 is outside [0, 1]" \
   run 3 "$bin" infer -m "$m" --input "$x" --mode split --alpha 1.5 -o "$dir/never.h5"
