@@ -31,15 +31,16 @@ self=$root/scripts/device/measure_all.sh
 # --- settings: the device run, or a dry run here -----------------------------------
 if [ "${MEASURE_SMALL:-0}" = 1 ]; then
   model_size=small threads_a="2 1" tp_list="1 2" dp_list="1 2" batch_dp=4
-  prompt_len=8 gen=8 reps_a=2 reps_b=2 warmup=1
+  prompt_a=8 gen_a=8 prompt_b=8 gen_b=8 reps_a=2 reps_b=2 warmup=1
   blend_ranks="1 2" blend_rows="1,16" blend_reps=2
 else
+  # b runs one thread per rank: short prompts keep its single-thread prefills cheap
   model_size=device threads_a="16 15 8" tp_list="1 2 4 8" dp_list="1 8" batch_dp=8
-  prompt_len=32 gen=32 reps_a=5 reps_b=3 warmup=1
+  prompt_a=32 gen_a=32 prompt_b=16 gen_b=16 reps_a=5 reps_b=3 warmup=1
   blend_ranks="1 2 4 8 16" blend_rows="1,16,256,2048" blend_reps=3
 fi
 
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONUNBUFFERED=1
 # shared memory between ranks of one host, nothing else (no UCX probing in a VM)
 export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1} OMPI_MCA_btl=${OMPI_MCA_btl:-self,vader}
 
@@ -54,14 +55,14 @@ bind_flags() {
 
 have_bench() { "$MPILLM_BIN" bench --help 2>&1 | grep -q -- '--prompt-len'; }
 
-# one bench run: LABEL RANKS [mpillm bench options...]; JSON to $W/json/LABEL.json
+# one bench run of section b: LABEL RANKS [mpillm bench options...]; JSON to $W/json/LABEL.json
 bench() {
   local label=$1 n=$2
   shift 2
   echo "--- $label: $n rank(s), bench $*"
   # shellcheck disable=SC2046
-  mpiexec -n "$n" $(bind_flags "$n") "$MPILLM_BIN" bench -m "$MODEL" --prompt-len "$prompt_len" \
-    --gen "$gen" --warmup "$warmup" --json "$W/json/$label.json" "$@" 2>&1 | tee "$W/txt/$label.txt"
+  mpiexec -n "$n" $(bind_flags "$n") "$MPILLM_BIN" bench -m "$MODEL" --prompt-len "$prompt_b" \
+    --gen "$gen_b" --warmup "$warmup" --json "$W/json/$label.json" "$@" 2>&1 | tee "$W/txt/$label.txt"
   local rc=$?
   [ $rc -eq 0 ] || echo "FAILED: $label (exit $rc)"
   return 0
@@ -73,7 +74,7 @@ section_a() {
     # one rank, not bound: its threads spread over the cores
     echo "--- a_t$t: 1 rank, $t threads"
     OPENBLAS_NUM_THREADS=$t MPILLM_THREADS=$t mpiexec -n 1 --bind-to none "$MPILLM_BIN" bench \
-      -m "$MODEL" --threads "$t" --batch 1 --prompt-len "$prompt_len" --gen "$gen" \
+      -m "$MODEL" --threads "$t" --batch 1 --prompt-len "$prompt_a" --gen "$gen_a" \
       --reps "$reps_a" --warmup "$warmup" --json "$W/json/a_t$t.json" 2>&1 | tee "$W/txt/a_t$t.txt"
     [ "${PIPESTATUS[0]}" -eq 0 ] || echo "FAILED: a_t$t"
   done
