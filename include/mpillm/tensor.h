@@ -38,8 +38,8 @@ void mpl_tensor_to_f32(float *dst, const void *src, enum mpl_dtype dtype, size_t
 /* --- the thread pool ---------------------------------------------------------------
  * One persistent pool per process. Its size is, in order: the argument of
  * mpl_threads_init, $MPILLM_THREADS, $OPENBLAS_NUM_THREADS, else 1 (the calling
- * thread alone, no workers). With more than one thread OpenBLAS is set to one thread
- * (the pool splits the work instead). Idle workers spin briefly, then sleep. */
+ * thread alone, no workers). OpenBLAS is set to one thread: the pool splits prompts'
+ * sgemm into row tiles instead. Idle workers spin briefly, then sleep. */
 /* Starts the pool with n_threads (0: from the environment as above); a second call
  * with another size restarts it. Local (call from the main thread). */
 enum mpl_status mpl_threads_init(int n_threads);

@@ -14,6 +14,8 @@ void mpl_tensor__sgemm_nt(float *y, int64_t ldy, const float *x, int64_t ldx, co
 
 void mpl_tensor__blas_threads(int n_pool_threads) {
   /* the pool's threads each call sgemm on their own tiles: OpenBLAS threads on top
-   * would oversubscribe the cores. With no pool, OpenBLAS keeps its own setting. */
-  if (n_pool_threads > 1) openblas_set_num_threads(1);
+   * would oversubscribe the cores (and with one pool thread, the rank was given one
+   * core: several ranks per node must not each start a thread per core) */
+  (void)n_pool_threads;
+  openblas_set_num_threads(1);
 }

@@ -151,9 +151,12 @@ void mpl_tensor_linear_rows(float *y, int64_t ldy, const float *x, int64_t ldx, 
   else mpl_threads_for(n_out, 16, rows_share, &j);
 }
 
-/* sgemm in tiles of GEMM_TILE rows of w; bf16 tiles are widened into a buffer per
- * thread that grows to the largest tile seen (allocated on the first prompt, not per token). */
-#define GEMM_TILE 64
+/* Threads take GEMM_ALIGN-row blocks of w (so that 16 threads share even a 2048-row
+ * matrix); each does sgemm on tiles of up to GEMM_TILE rows, bf16 tiles widened into a
+ * buffer per thread that grows to the largest tile seen (allocated on the first
+ * prompt, not per token). Larger tiles keep OpenBLAS's packing overhead small. */
+#define GEMM_ALIGN 64
+#define GEMM_TILE 256
 #define MAX_POOL 256
 static float *tile_buf[MAX_POOL];
 static size_t tile_cap[MAX_POOL];
@@ -188,7 +191,7 @@ void mpl_tensor_linear_gemm(float *y, int64_t ldy, const float *x, int64_t ldx, 
                             enum mpl_dtype dtype, int n, int n_out, int n_in) {
   check_dtype(dtype);
   struct linear_job j = {y, ldy, x, ldx, w, dtype, n, n_in};
-  mpl_threads_for(n_out, GEMM_TILE, gemm_share, &j);
+  mpl_threads_for(n_out, GEMM_ALIGN, gemm_share, &j);
 }
 
 void mpl_tensor_linear(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,

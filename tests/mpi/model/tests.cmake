@@ -5,4 +5,7 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/src/io/convert.c)
     mpl_add_test(NAME mpi_model_golden_${n} LABEL mpi RANKS ${n} TIMEOUT 120
                  SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_golden.c)
   endforeach()
+  # the thread pool inside the forward pass (matvec rows, tiles, attention heads)
+  mpl_add_test(NAME mpi_model_golden_threads LABEL mpi RANKS 1 TIMEOUT 120
+               SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_golden.c ENVIRONMENT MPILLM_THREADS=3)
 endif()

@@ -27,7 +27,7 @@ static double linear_error(const float *y, const float *ref, int n, int n_out, i
   return worst;
 }
 
-static const int shapes[][2] = {{1, 1}, {7, 13}, {33, 17}, {64, 100}, {129, 257}, {40, 4096 + 31}};
+static const int shapes[][2] = {{1, 1}, {7, 13}, {33, 17}, {64, 100}, {129, 257}, {40, 4096 + 31}, {600, 33}};
 static const int batches[] = {1, 2, 3, 4, 5, 9, 13, 40};
 
 static void check_linear_all(const char *what) {
