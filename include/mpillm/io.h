@@ -78,4 +78,12 @@ enum mpl_status mpl_io_verify_tensor(struct mpl_model_file *file, const char *na
  * temporary file renamed at the end, so a failure leaves nothing. Local. */
 enum mpl_status mpl_io_convert(const char *hf_dir, const char *out_path, enum mpl_dtype dtype);
 
+/* Cuts a model file into the shard set of a pp_size x tp_size layout in out_dir (a
+ * new folder): one file per (pp_rank, tp_rank) with the rectangles that
+ * mpl_model_part_rects names for that part, plus manifest.json. layers_per_stage
+ * as for mpl_model_part_for (NULL: balanced by bytes). Written to a temporary
+ * folder renamed at the end. Local. */
+enum mpl_status mpl_io_shard(const char *model_path, int pp_size, const int *layers_per_stage, int tp_size,
+                             const char *out_dir);
+
 #endif

@@ -11,6 +11,7 @@ const struct mpl_cli_command mpl_cli_commands[] = {
     {"blend-init", "write a seed-network (blend) model of a given shape with random weights", mpl_cmd_blend_init, true},
     /* `bench -m blend.h5` reaches the same function once the runtime's bench dispatches blend files */
     {"bench-blend", "measure the seed network's rows/s per mode, alpha and batch size", mpl_cmd_bench_blend, false},
+    {"shard", "cut a model file into per-rank shard files plus a manifest", mpl_cmd_shard, true},
 };
 
 const int mpl_cli_n_commands = (int)(sizeof mpl_cli_commands / sizeof mpl_cli_commands[0]);

@@ -14,5 +14,6 @@ enum mpl_status mpl_cmd_blend_init(int argc, char **argv, struct mpl_cli_ctx *ct
 /* bench for the seed network (cmd_bench_blend.c); is_blend: -m names a blend model file */
 enum mpl_status mpl_cmd_bench_blend(int argc, char **argv, struct mpl_cli_ctx *ctx);
 bool mpl_cmd_bench_is_blend(int argc, char **argv);
+enum mpl_status mpl_cmd_shard(int argc, char **argv, struct mpl_cli_ctx *ctx);
 
 #endif

@@ -41,7 +41,7 @@ static enum mpl_status dtype_of(hid_t obj, const char *what, enum mpl_dtype *dty
 }
 
 /* Shape, dtype and crc32 of a dataset; checks that the stored type has the dtype's size. */
-static enum mpl_status dataset_info(hid_t d, const char *what, int *n_dims, int64_t *shape,
+enum mpl_status mpl_io__dataset_info(hid_t d, const char *what, int *n_dims, int64_t *shape,
                                     enum mpl_dtype *dtype, uint32_t *crc) {
   hid_t s = H5Dget_space(d), t = H5Dget_type(d);
   hsize_t dims[MPL_IO_MAX_DIMS];
@@ -87,7 +87,7 @@ static enum mpl_status list_tensors(struct mpl_model_file *f) {
         st = mpl_error_set(MPL_ERR_FORMAT, "%s: cannot open: %s", what, mpl_io__h5_message());
         break;
       }
-      st = dataset_info(d, what, &t->info.n_dims, t->info.shape, &t->info.dtype, &t->crc);
+      st = mpl_io__dataset_info(d, what, &t->info.n_dims, t->info.shape, &t->info.dtype, &t->crc);
       H5Dclose(d);
     } else {
       st = mpl_io__shard_list_rects(f, g, t, what);

@@ -32,6 +32,9 @@ struct mpl_model_file {
 };
 
 enum mpl_status mpl_io__open_h5(struct mpl_model_file *f, const char *path, bool mpio, const char *format);
+/* Shape, dtype and crc32 of one of our datasets; checks the stored type against the dtype. */
+enum mpl_status mpl_io__dataset_info(hid_t d, const char *what, int *n_dims, int64_t *shape,
+                                     enum mpl_dtype *dtype, uint32_t *crc);
 const struct mpl_io__tensor *mpl_io__find(const struct mpl_model_file *f, const char *name);
 enum mpl_status mpl_io__read_raw(hid_t loc, const char *dset, const char *what, int n_dims,
                                  enum mpl_dtype dtype, int64_t row0, int64_t n_rows, int64_t col0,
