@@ -156,6 +156,7 @@ enum mpl_status mpl_io_open(const char *path, MPI_Comm comm, int pp_rank, int pp
   if (st == MPL_OK) {
     f->file = H5I_INVALID_HID;
     f->comm = comm;
+    f->n_ranks = comm_size(comm);
     snprintf(f->path, sizeof f->path, "%s", path);
     if (stat(path, &sb) != 0)
       st = mpl_error_set(MPL_ERR_IO, "%s: %s", path, strerror(errno));
@@ -329,9 +330,10 @@ enum mpl_status mpl_io_read_rect(struct mpl_model_file *f, const char *name, int
   enum mpl_status st = mpl_io__check_rect(f, t, name, row0, n_rows, col0, n_cols, dst_dtype);
   if (n_rows == 0) n_cols = 0;
   /* a collective read needs every rank in it: agree that all can go first */
-  if (f->collective) st = mpl_par_agree(f->comm, st);
-  if (st != MPL_OK) return st;
-  if (f->is_shard) {
+  if (f->collective && (st = mpl_par_agree(f->comm, st)) != MPL_OK) return st;
+  if (st != MPL_OK) {
+    /* nothing to read here; the agreement below still joins the others */
+  } else if (f->is_shard) {
     st = mpl_io__shard_read(f, t, row0, n_rows, col0, n_cols, dst_dtype, dst);
   } else {
     size_t n = (size_t)(n_rows * n_cols);
@@ -359,7 +361,8 @@ enum mpl_status mpl_io_read_rect(struct mpl_model_file *f, const char *name, int
     if (st == MPL_OK) mpl_io__convert(dst, dst_dtype, raw, t->info.dtype, n);
     if (raw != dst) mpl_free(raw);
   }
-  if (f->collective) st = mpl_par_agree(f->comm, st);
+  /* every rank of comm leaves with the same status, whatever the transfer mode */
+  if (f->n_ranks > 1) st = mpl_par_agree(f->comm, st);
   return st;
 }
 

@@ -25,6 +25,7 @@ struct mpl_model_file {
   char file_path[4096]; /* the HDF5 file read */
   hid_t file;
   MPI_Comm comm;
+  int n_ranks;     /* in comm */
   bool collective; /* MPI-IO with collective transfers */
   bool is_shard;
   int n_tensors, cap_tensors;

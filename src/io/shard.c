@@ -417,6 +417,7 @@ enum mpl_status mpl_io_shard(const char *model_path, int pp_size, const int *lay
     if (fp && fclose(fp) != 0 && st == MPL_OK) st = mpl_error_set(MPL_ERR_IO, "cannot write %s", path);
     cJSON_free(text);
   }
+  if (st == MPL_OK) chmod(tmp, 0755); /* mkdtemp made it private */
   if (st == MPL_OK && rename(tmp, out_dir) != 0)
     st = mpl_error_set(MPL_ERR_IO, "cannot rename %s to %s: %s", tmp, out_dir, strerror(errno));
   if (st != MPL_OK && made_tmp) remove_tree(tmp, pp_size, tp_size);
