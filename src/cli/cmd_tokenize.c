@@ -97,6 +97,20 @@ static enum mpl_status load_from_model(const char *path, struct mpl_tokenizer **
   return st;
 }
 
+/* several TEXT arguments are one text joined by spaces, as a shell would print them */
+static enum mpl_status join_args(char **pos, int n_pos, char **text) {
+  size_t len = 0;
+  for (int i = 0; i < n_pos; i++) len += strlen(pos[i]) + 1;
+  *text = malloc(len + 1);
+  if (!*text) return mpl_error_set(MPL_ERR_NOMEM, "no memory for the text");
+  (*text)[0] = '\0';
+  for (int i = 0; i < n_pos; i++) {
+    if (i) strcat(*text, " ");
+    strcat(*text, pos[i]);
+  }
+  return MPL_OK;
+}
+
 /* the ids of --decode: a JSON array of integers */
 static enum mpl_status parse_ids(const char *arg, int32_t **ids, int *n_ids) {
   cJSON *arr = cJSON_Parse(arg);
@@ -123,7 +137,8 @@ static enum mpl_status parse_ids(const char *arg, int32_t **ids, int *n_ids) {
 enum mpl_status mpl_cmd_tokenize(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   (void)ctx;
   const char *model = NULL, *tok_path = NULL;
-  bool decode = false, no_special = false;
+  const char *file = NULL;
+  bool decode = false, no_special = false, timing = false;
   const struct mpl_opt opts[] = {
       {"model", 'm', MPL_OPT_STRING, &model, "MODEL.h5", "model file whose tokenizer to use"},
       {"tokenizer", 0, MPL_OPT_STRING, &tok_path, "FILE",
@@ -131,11 +146,13 @@ enum mpl_status mpl_cmd_tokenize(int argc, char **argv, struct mpl_cli_ctx *ctx)
       {"decode", 0, MPL_OPT_FLAG, &decode, NULL, "TEXT is a JSON array of ids: print their text"},
       {"no-special", 0, MPL_OPT_FLAG, &no_special, NULL,
        "encode without the special tokens of the template (BOS...); decode skipping special tokens"},
+      {"file", 'f', MPL_OPT_STRING, &file, "FILE", "read TEXT from FILE (- for stdin) instead of the arguments"},
+      {"time", 0, MPL_OPT_FLAG, &timing, NULL, "print the encode/decode time and speed on stderr"},
   };
   const struct mpl_cmd_spec spec = {
-      "tokenize", "mpillm tokenize (-m MODEL.h5 | --tokenizer tokenizer.json) [--decode] [--no-special] TEXT...",
+      "tokenize", "mpillm tokenize (-m MODEL.h5 | --tokenizer tokenizer.json) [--decode] [--no-special] (TEXT... | -f FILE)",
       "Print the token ids of TEXT as a JSON array, or with --decode the text of a JSON array of ids.", opts,
-      (int)(sizeof opts / sizeof opts[0]), 1, 1 << 20};
+      (int)(sizeof opts / sizeof opts[0]), 0, 1 << 20};
   char **pos = NULL;
   int n_pos = 0;
   bool help = false;
@@ -152,29 +169,30 @@ enum mpl_status mpl_cmd_tokenize(int argc, char **argv, struct mpl_cli_ctx *ctx)
     st = mpl_error_set(MPL_ERR_ARG, "tokenize: give exactly one of -m MODEL.h5 and --tokenizer FILE");
     goto out;
   }
-  st = model ? load_from_model(model, &tok) : load_from_json(tok_path, &tok);
-  if (st != MPL_OK) goto out;
-  /* several TEXT arguments are one text joined by spaces, as a shell would print them */
-  size_t len = 0;
-  for (int i = 0; i < n_pos; i++) len += strlen(pos[i]) + 1;
-  text = malloc(len + 1);
-  if (!text) {
-    st = mpl_error_set(MPL_ERR_NOMEM, "no memory for the text");
+  if ((file != NULL) == (n_pos > 0)) {
+    st = mpl_error_set(MPL_ERR_ARG, "tokenize: give either TEXT... or -f FILE");
     goto out;
   }
-  text[0] = '\0';
-  for (int i = 0; i < n_pos; i++) {
-    if (i) strcat(text, " ");
-    strcat(text, pos[i]);
-  }
+  st = model ? load_from_model(model, &tok) : load_from_json(tok_path, &tok);
+  if (st != MPL_OK) goto out;
+  st = file ? read_file(strcmp(file, "-") == 0 ? "/dev/stdin" : file, false, &text) : join_args(pos, n_pos, &text);
+  if (st != MPL_OK) goto out;
+  double t0 = mpl_time_now();
   if (decode) {
     char *out = NULL;
     if ((st = parse_ids(text, &ids, &n_ids)) != MPL_OK) goto out;
     if ((st = mpl_tok_decode(tok, ids, n_ids, no_special, &out)) != MPL_OK) goto out;
+    if (timing)
+      fprintf(stderr, "decoded %d ids in %.3f s\n", n_ids, mpl_time_now() - t0);
     printf("%s\n", out);
     free(out);
   } else {
-    if ((st = mpl_tok_encode(tok, text, strlen(text), !no_special, &ids, &n_ids)) != MPL_OK) goto out;
+    size_t n_bytes = strlen(text);
+    if ((st = mpl_tok_encode(tok, text, n_bytes, !no_special, &ids, &n_ids)) != MPL_OK) goto out;
+    double dt = mpl_time_now() - t0;
+    if (timing)
+      fprintf(stderr, "encoded %zu bytes into %d ids in %.3f s: %.2f MB/s\n", n_bytes, n_ids, dt,
+              (double)n_bytes / dt / 1e6);
     cJSON *arr = cJSON_CreateArray();
     for (int i = 0; arr && i < n_ids; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
     char *s = arr ? cJSON_PrintUnformatted(arr) : NULL;
