@@ -4,21 +4,25 @@
 # and measures, in order of importance, each section under its own time limit:
 #   a. issue 3: single-rank bf16 decode against the measured read bandwidth,
 #      threads 16, 15 and 8 (mpillm bench's "bw use" column);
-#   b. issue 4: decode tok/s at tp = 1, 2, 4, 8 with one thread per rank (ranks
-#      bound to cores) and the share of time in communication; batch throughput
-#      at dp = 1 and dp = 8 (same batch per replica);
+#   b. issue 4: the runtime's scripts/device_scaling.sh on the same model: decode
+#      tok/s at tp = 1, 2, 4, 8 with one thread per rank (ranks bound to cores) and
+#      the share of time in communication; batch throughput at dp = 1 and dp = 8
+#      (same batch per replica); scaling plots (the same sweep without plots here
+#      when that script is missing);
 #   c. issue 5: scripts/blend_bench.sh (the design's seed network, ranks 1..16,
 #      rows 1, 16, 256, 2048);
 #   d. machine.txt: lscpu, nproc, memory, compiler, MPI/OpenBLAS/HDF5 versions,
 #      `mpillm info --comm-bench` on 2 ranks.
 #   OUT=DIR scripts/device/measure_all.sh          (on the device host $OUT is set)
 #   MEASURE_SMALL=1 OUT=/tmp/out scripts/device/measure_all.sh   (dry run: tiny model,
-#                                                     at most 2 ranks, a few minutes)
+#                                                     at most 2 ranks here,
+#                                                     8 oversubscribed in b)
 # The bench model is a random-weight bf16 LLaMA of 1.39 GB (scripts/device/make_model.py,
 # converted with `mpillm convert`). Into $OUT (at most 8 plain files): log.txt (all
-# output), summary.txt (also printed last), machine.txt, issue3.txt, issue4.txt,
-# blend.txt, results.tar.gz (every bench JSON and table, the build logs; refreshed
-# after each section, so a run cut short still returns what it finished).
+# output), summary.txt (also printed last), machine.txt, strong_scaling.png and
+# weak_scaling.png (device_scaling.sh's plots, when it ran), results.tar.gz (every
+# section's output, bench JSON and table, the build logs; refreshed after each
+# section, so a run cut short still returns what it finished).
 # Environment: MEASURE_BUDGET_S (whole run, default 530), MEASURE_WORK (scratch,
 # default /tmp/mpl_measure), MPILLM_BIN (skip the build, use this binary),
 # MPILLM_BUILD_DIR (default <repo>/build-device).
@@ -30,12 +34,12 @@ self=$root/scripts/device/measure_all.sh
 
 # --- settings: the device run, or a dry run here -----------------------------------
 if [ "${MEASURE_SMALL:-0}" = 1 ]; then
-  model_size=small threads_a="2 1" tp_list="1 2" dp_list="1 2" batch_dp=4
+  model_size=small threads_a="2 1" tp_list="1 2" dp_list="1 2" batch_dp=4 step_timeout=60
   prompt_a=8 gen_a=8 prompt_b=8 gen_b=8 reps_a=2 reps_b=2 warmup=1
   blend_ranks="1 2" blend_rows="1,16" blend_reps=2
 else
   # b runs one thread per rank: short prompts keep its single-thread prefills cheap
-  model_size=device threads_a="16 15 8" tp_list="1 2 4 8" dp_list="1 8" batch_dp=8
+  model_size=device threads_a="16 15 8" tp_list="1 2 4 8" dp_list="1 8" batch_dp=4 step_timeout=120
   prompt_a=32 gen_a=32 prompt_b=16 gen_b=16 reps_a=5 reps_b=3 warmup=1
   blend_ranks="1 2 4 8 16" blend_rows="1,16,256,2048" blend_reps=3
 fi
@@ -49,7 +53,8 @@ bind_flags() {
   local n=$1 cores
   cores=$(lscpu -p=core,socket 2>/dev/null | grep -v '^#' | sort -u | wc -l)
   [ "$cores" -gt 0 ] || cores=$(nproc)
-  if [ "$n" -le "$cores" ]; then echo "--bind-to core --map-by core"
+  if [ "$n" -le "$cores" ] && [ "${MEASURE_NO_BIND:-0}" != 1 ]; then echo "--bind-to core --map-by core"
+  elif [ "$n" -le "$(nproc)" ]; then echo "--bind-to none"
   else echo "--oversubscribe --bind-to none"; fi
 }
 
@@ -80,8 +85,19 @@ section_a() {
   done
 }
 
+# issue 4: the runtime's scripts/device_scaling.sh (tp 1..8, dp 1/8, plots) on our
+# model when this checkout has it, else the same sweep here
 section_b() {
   have_bench || { echo "skipped: mpillm bench not available in this checkout"; return 0; }
+  if [ -f "$root/scripts/device_scaling.sh" ]; then
+    local place="--bind-to core --map-by core"
+    [ "${MEASURE_NO_BIND:-0}" = 1 ] && place="--bind-to none"
+    [ "${MEASURE_SMALL:-0}" = 1 ] && place="--oversubscribe --bind-to none"
+    OUT=$W/scaling WORK=$W/scaling_work MODEL_H5=$MODEL PROMPT_LEN=$prompt_b GEN=$gen_b \
+      REPS=$reps_b WEAK_BATCH=$batch_dp STEP_TIMEOUT=$step_timeout BIND=$place \
+      bash "$root/scripts/device_scaling.sh"
+    return
+  fi
   export OPENBLAS_NUM_THREADS=1 MPILLM_THREADS=1 OMP_NUM_THREADS=1
   for tp in $tp_list; do
     bench "b_tp$tp" "$tp" --tp "$tp" --dp 1 --pp 1 --threads 1 --batch 1 --reps "$reps_b"
@@ -128,23 +144,25 @@ pack() {
     mv "$OUT/results.tar.gz.tmp" "$OUT/results.tar.gz"
 }
 
-# run_section NAME SECONDS OUTFILE: under its own limit, capped by what is left
+# run_section NAME SECONDS: under its own limit, capped by what is left; its output
+# also goes to $W/txt/section_NAME.txt
 run_section() {
-  local name=$1 want=$2 file=$3 left limit
+  local name=$1 want=$2 left limit s0 rc file=$W/txt/section_$1.txt
   left=$((budget - ($(date +%s) - t0) - 20))
   limit=$((want < left ? want : left))
   echo
   echo "=== section $name (limit ${limit} s, $(($(date +%s) - t0)) s elapsed) ==="
   if [ "$limit" -lt 20 ]; then
-    echo "skipped: section $name, out of time" | tee "$OUT/$file"
+    echo "skipped: section $name, out of time" | tee "$file"
     return
   fi
-  local s0=$(date +%s)
-  timeout -k 10 "$limit" bash "$self" --section "$name" 2>&1 | tee "$OUT/$file"
-  local rc=${PIPESTATUS[0]}
-  [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && echo "TIMED OUT: section $name after $limit s" | tee -a "$OUT/$file"
+  s0=$(date +%s)
+  timeout -k 10 "$limit" bash "$self" --section "$name" 2>&1 | tee "$file"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    echo "TIMED OUT: section $name after $limit s" | tee -a "$file"
+  fi
   echo "=== section $name: exit $rc, $(($(date +%s) - s0)) s ==="
-  cp "$OUT/$file" "$W/txt/section_$name.txt"
   pack
 }
 
@@ -163,7 +181,8 @@ main() {
   # build
   if [ -z "${MPILLM_BIN:-}" ]; then
     echo "=== build ==="
-    local b0=$(date +%s)
+    local b0
+    b0=$(date +%s)
     if ! timeout 300 bash "$root/scripts/device/build.sh"; then
       echo "BUILD FAILED: nothing to measure"
       cp "$MPILLM_BUILD_DIR"/*.log "$W/logs/" 2>/dev/null
@@ -178,6 +197,10 @@ main() {
   fi
   export MPILLM_BIN
 
+  if ! timeout 60 mpiexec -n 2 --bind-to core --map-by core true >/dev/null 2>&1; then
+    echo "mpiexec --bind-to core fails here: ranks run unbound"
+    export MEASURE_NO_BIND=1
+  fi
   # d first: it is quick, and it tells whether MPI runs at all
   section_d >"$OUT/machine.txt" 2>&1
   if ! grep -q 'comm-bench' "$OUT/machine.txt"; then
@@ -191,7 +214,8 @@ main() {
   # the bench model
   export MODEL=$W/model.h5
   echo "=== model ==="
-  local m0=$(date +%s)
+  local m0
+  m0=$(date +%s)
   if ! timeout 150 python3 "$root/scripts/device/make_model.py" "$W/hf" --size "$model_size" ||
      ! timeout 150 "$MPILLM_BIN" convert "$W/hf" -o "$MODEL"; then
     echo "MODEL FAILED: sections a and b will fail"
@@ -199,9 +223,14 @@ main() {
   rm -rf "$W/hf"
   echo "=== model: $(($(date +%s) - m0)) s, $(du -h "$MODEL" 2>/dev/null | cut -f1) ==="
 
-  run_section a 150 issue3.txt
-  run_section b 220 issue4.txt
-  run_section c 150 blend.txt
+  run_section a 150
+  run_section b 260
+  # device_scaling.sh's JSONs and plots, under the names summarize.py reads
+  for f in "$W"/scaling_work/bench_tp*.json "$W"/scaling_work/bench_dp*.json; do
+    [ -f "$f" ] && cp "$f" "$W/json/b_$(basename "$f" | sed 's/^bench_//')"
+  done
+  for f in "$W"/scaling/*.png; do [ -f "$f" ] && cp "$f" "$OUT/"; done
+  run_section c 150
 
   echo
   python3 "$root/scripts/device/summarize.py" "$W" | tee "$OUT/summary.txt"
