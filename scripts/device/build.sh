@@ -52,10 +52,14 @@ done
 for tool in cmake mpicc mpiexec; do
   command -v "$tool" >/dev/null 2>&1 || { say "$tool not found on PATH" >&2; exit 1; }
 done
+# no h5pcc: serial HDF5 only, so let FindHDF5's fallback search look in hdf5/serial too
+# (the caller's own -D options come later and win)
+hdf5_pref=()
+command -v h5pcc >/dev/null 2>&1 || hdf5_pref=(-DHDF5_PREFER_PARALLEL=FALSE)
 # warnings stay warnings here: that host's compiler is newer than the one CI checks with
 mkdir -p "$build"
 cmake -S "$root" -B "$build" -DMPILLM_TESTS=OFF -DCMAKE_BUILD_TYPE=Release -DMPILLM_WERROR=OFF \
-  -DPKG_CONFIG_EXECUTABLE="$(command -v pkg-config)" "$@" >"$build/cmake.log" 2>&1 \
+  -DPKG_CONFIG_EXECUTABLE="$(command -v pkg-config)" "${hdf5_pref[@]}" "$@" >"$build/cmake.log" 2>&1 \
   || { cat "$build/cmake.log" >&2; say "cmake configure failed" >&2; exit 1; }
 grep -E 'Found (MPI_C|HDF5|BLAS)|HDF5 .*parallel|Checking for module' "$build/cmake.log" | sed 's/^/  /' | cut -c1-200
 cmake --build "$build" -j"$jobs" >"$build/make.log" 2>&1 \
