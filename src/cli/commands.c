@@ -12,6 +12,9 @@ const struct mpl_cli_command mpl_cli_commands[] = {
     /* `bench -m blend.h5` reaches the same function once the runtime's bench dispatches blend files */
     {"bench-blend", "measure the seed network's rows/s per mode, alpha and batch size", mpl_cmd_bench_blend, false},
     {"shard", "cut a model file into per-rank shard files plus a manifest", mpl_cmd_shard, true},
+    {"generate", "generate text from prompts or a request file on any dp x pp x tp layout", mpl_cmd_generate, false},
+    {"bench", "measure prefill/decode throughput, latency, communication and memory of a layout", mpl_cmd_bench, false},
+    {"eval", "perplexity of the model on a text file, on any layout", mpl_cmd_eval, false},
 };
 
 const int mpl_cli_n_commands = (int)(sizeof mpl_cli_commands / sizeof mpl_cli_commands[0]);

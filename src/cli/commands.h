@@ -15,5 +15,8 @@ enum mpl_status mpl_cmd_blend_init(int argc, char **argv, struct mpl_cli_ctx *ct
 enum mpl_status mpl_cmd_bench_blend(int argc, char **argv, struct mpl_cli_ctx *ctx);
 bool mpl_cmd_bench_is_blend(int argc, char **argv);
 enum mpl_status mpl_cmd_shard(int argc, char **argv, struct mpl_cli_ctx *ctx);
+enum mpl_status mpl_cmd_generate(int argc, char **argv, struct mpl_cli_ctx *ctx);
+enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx);
+enum mpl_status mpl_cmd_eval(int argc, char **argv, struct mpl_cli_ctx *ctx);
 
 #endif
