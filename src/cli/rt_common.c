@@ -23,7 +23,7 @@ enum mpl_status mpl_cli_rt_start(const struct mpl_cli_rt_args *a, const char *mo
   if (st != MPL_OK) return st;
   if (line[0]) {
     if (strstr(line, "WARNING")) mpl_log_warn("%s", line);
-    else mpl_log_debug("%s", line);
+    else mpl_log_info("%s", line);
   }
   int layers[64];
   struct mpl_rt_options o = {(int)a->dp, (int)a->pp, (int)a->tp, NULL};
