@@ -14,7 +14,7 @@
 struct mpl_tokenizer; /* opaque */
 
 /* Builds a tokenizer from the text of tokenizer.json; config_json is the text of
- * tokenizer_config.json or NULL (bos/eos tokens, add_bos_token, clean-up flag);
+ * tokenizer_config.json or NULL (bos/eos tokens, tokenizer_class, clean-up flag);
  * generation_config_json the text of generation_config.json or NULL (eos ids).
  * source names the files in messages (a path). Malformed JSON is MPL_ERR_FORMAT,
  * a model, normalizer, pre-tokenizer, post-processor or decoder we do not implement

@@ -679,16 +679,8 @@ static enum mpl_status parse_configs(struct mpl_tokenizer *tok, const char *conf
   }
   if (st == MPL_OK && eos_id >= 0) st = add_eos(tok, eos_id, source);
   if (st != MPL_OK || !cfg) goto out;
-  /* transformers rebuilds the post-processor as [bos] $A [eos] when the config says
-   * add_bos_token or add_eos_token explicitly (TokenizersBackend.update_post_processor) */
-  const cJSON *ab = cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token");
-  const cJSON *ae = cJSON_GetObjectItemCaseSensitive(cfg, "add_eos_token");
-  if (ab || ae) {
-    tok->n_before = tok->n_after = 0;
-    if (cJSON_IsTrue(ab) && bos_id >= 0) st = push_id(&tok->tmpl_before, &tok->n_before, bos_id, source);
-    if (st == MPL_OK && cJSON_IsTrue(ae) && eos_id >= 0)
-      st = push_id(&tok->tmpl_after, &tok->n_after, eos_id, source);
-  }
+  /* add_bos_token / add_eos_token are not applied: transformers 5 keeps the
+   * post-processor of tokenizer.json when it loads one (checked with 5.24) */
   /* transformers (v5) skips the clean-up for BPE tokenizers unless forced */
   tok->clean_up_spaces =
       get_bool(cfg, "clean_up_tokenization_spaces", false) &&
@@ -696,6 +688,44 @@ static enum mpl_status parse_configs(struct mpl_tokenizer *tok, const char *conf
 out:
   cJSON_Delete(cfg);
   cJSON_Delete(gen);
+  return st;
+}
+
+/* ---- transformers' LlamaTokenizer ------------------------------------------------ */
+
+/* transformers 5 does not run the pipeline of tokenizer.json for a LlamaTokenizer
+ * (tokenizer_class in tokenizer_config.json) that is not byte-level: it keeps the
+ * vocab, merges, added tokens and post-processor, and builds the rest itself (no
+ * normalizer; Metaspace prepending per add_prefix_space and legacy; byte fallback).
+ * A LLaMA-2 file in the legacy Prepend/Replace form thus encodes like Metaspace. */
+static bool is_llama_class(const cJSON *cfg, const char *tokenizer_json, bool *legacy,
+                           bool *add_prefix_space) {
+  const char *cls = cfg ? get_str(cfg, "tokenizer_class") : NULL;
+  if (!cls || (strcmp(cls, "LlamaTokenizer") != 0 && strcmp(cls, "LlamaTokenizerFast") != 0)) return false;
+  if (strstr(tokenizer_json, "\"ByteLevel\"")) return false;
+  *legacy = get_bool(cfg, "legacy", false);
+  *add_prefix_space = get_bool(cfg, "add_prefix_space", true);
+  return true;
+}
+
+static enum mpl_status llama_pipeline(struct mpl_tokenizer *tok, bool legacy, bool add_prefix_space,
+                                      const char *source) {
+  char pre[160];
+  snprintf(pre, sizeof pre,
+           "{\"type\": \"Metaspace\", \"replacement\": \"\u2581\", \"prepend_scheme\": \"%s\", "
+           "\"split\": false}", add_prefix_space ? (legacy ? "always" : "first") : "never");
+  char dec[320];
+  snprintf(dec, sizeof dec,
+           "{\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", \"pattern\": {\"String\": "
+           "\"\u2581\"}, \"content\": \" \"}, {\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"}%s]}",
+           add_prefix_space ? ", {\"type\": \"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 0}" : "");
+  cJSON *p = cJSON_Parse(pre), *d = cJSON_Parse(dec);
+  enum mpl_status st = p && d ? MPL_OK : oom(source);
+  if (st == MPL_OK) st = parse_pretok(p, "pre_tokenizer (LlamaTokenizer)", source, &tok->pre_tokenizer);
+  if (st == MPL_OK) st = parse_decoder(d, "decoder (LlamaTokenizer)", source, &tok->decoder);
+  tok->byte_fallback = tok->fuse_unk = true;
+  cJSON_Delete(p);
+  cJSON_Delete(d);
   return st;
 }
 
@@ -727,12 +757,18 @@ enum mpl_status mpl_tok_create(const char *tokenizer_json, const char *config_js
   const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
   const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
   const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+  cJSON *cfg = config_json ? cJSON_Parse(config_json) : NULL;
+  bool legacy = false, add_prefix_space = true;
+  bool llama = is_llama_class(cfg, tokenizer_json, &legacy, &add_prefix_space);
+  cJSON_Delete(cfg);
   if (st == MPL_OK) st = parse_model(tok, cJSON_GetObjectItemCaseSensitive(root, "model"), added, source);
-  if (st == MPL_OK && norm && !cJSON_IsNull(norm))
+  if (st == MPL_OK && llama) st = llama_pipeline(tok, legacy, add_prefix_space, source);
+  if (st == MPL_OK && !llama && norm && !cJSON_IsNull(norm))
     st = parse_normalizer(norm, "normalizer", source, &tok->normalizer);
-  if (st == MPL_OK && pre && !cJSON_IsNull(pre))
+  if (st == MPL_OK && !llama && pre && !cJSON_IsNull(pre))
     st = parse_pretok(pre, "pre_tokenizer", source, &tok->pre_tokenizer);
-  if (st == MPL_OK && dec && !cJSON_IsNull(dec)) st = parse_decoder(dec, "decoder", source, &tok->decoder);
+  if (st == MPL_OK && !llama && dec && !cJSON_IsNull(dec))
+    st = parse_decoder(dec, "decoder", source, &tok->decoder);
   if (st == MPL_OK) st = parse_added(tok, added, source);
   if (st == MPL_OK)
     st = parse_post(tok, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), "post_processor", source);

@@ -251,6 +251,43 @@ static void test_bad_files(void) {
                "post_processor.type \"Unknown\"");
 }
 
+/* transformers 5 builds a LlamaTokenizer's pipeline itself (Metaspace "first", no
+ * legacy normalizer): the llama_gqa tokenizer.json declared as LlamaTokenizer encodes
+ * as transformers 5.24 did (ids recorded from it), unlike the same file as
+ * TokenizersBackend */
+static void test_llama_tokenizer_class(void) {
+  char *json = read_text(mpl_test_source_path("tests/fixtures/llama_gqa/hf/tokenizer.json"));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(json);
+  const char *cfg = "{\"bos_token\": \"<s>\", \"eos_token\": \"</s>\", \"unk_token\": \"<unk>\", "
+                    "\"tokenizer_class\": \"LlamaTokenizer\"}";
+  struct mpl_tokenizer *tok = NULL;
+  CU_ASSERT_EQUAL_FATAL(mpl_tok_create(json, cfg, NULL, "llama_gqa as LlamaTokenizer", &tok), MPL_OK);
+  struct {
+    const char *text;
+    int32_t ids[12];
+    int n;
+    const char *decoded;
+  } cases[] = {
+      {"  two spaces", {1, 317, 319, 311, 304, 327, 305, 338, 331}, 9, "<s>  two spaces"},
+      {"<s>after bos", {1, 1, 290, 295, 308, 330, 342, 304, 307}, 9, "<s><s>after bos"},
+      {"a  b", {1, 321, 317, 342}, 4, "<s> a  b"},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    int32_t *ids = NULL;
+    int n = 0;
+    char *text = NULL;
+    CU_ASSERT_EQUAL(mpl_tok_encode(tok, cases[c].text, strlen(cases[c].text), true, &ids, &n), MPL_OK);
+    CU_ASSERT_EQUAL(n, cases[c].n);
+    CU_ASSERT(n == cases[c].n && memcmp(ids, cases[c].ids, (size_t)n * sizeof *ids) == 0);
+    CU_ASSERT_EQUAL(mpl_tok_decode(tok, ids, n, false, &text), MPL_OK);
+    if (text) CU_ASSERT_STRING_EQUAL(text, cases[c].decoded);
+    free(text);
+    free(ids);
+  }
+  mpl_tok_destroy(tok);
+  free(json);
+}
+
 /* the smallest BPE: merges given as pairs, ranks decide the order */
 static void test_merge_ranks(void) {
   const char *json = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \"ab\": 3, "
@@ -277,4 +314,4 @@ MPL_TEST_SUITE(tokenizer, MPL_TEST(test_cases_llama_gqa), MPL_TEST(test_cases_qw
                MPL_TEST(test_cases_gpt2), MPL_TEST(test_cases_llama3), MPL_TEST(test_cases_metaspace),
                MPL_TEST(test_cases_extra_dirs), MPL_TEST(test_special_ids),
                MPL_TEST(test_stream_holds_split_character), MPL_TEST(test_bad_files),
-               MPL_TEST(test_merge_ranks))
+               MPL_TEST(test_merge_ranks), MPL_TEST(test_llama_tokenizer_class))
