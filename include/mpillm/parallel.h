@@ -110,7 +110,8 @@ enum mpl_status mpl_par_launch_report(MPI_Comm comm, int n_threads, const char *
  *   recv from another host: 1 step (the receiver waits; send adds nothing)
  *   bcast: ceil(log2 h) steps; barrier: ceil(log2 h) latencies
  *   allreduce: min(ceil(log2 h) steps, 2(h-1) steps of bytes/h)
- *   gatherv (root) / allgather: ceil(log2 h) latencies + off-host bytes / bandwidth
+ *   gatherv (root) / scatterv (root) / allgather: ceil(log2 h) latencies + off-host
+ *     bytes / bandwidth; reduce (root): as bcast
  * latency 0 and bandwidth 0 turn it off. Collective on MPI_COMM_WORLD. */
 enum mpl_status mpl_par_net_configure(double latency_us, double bw_mbps, int host_ranks);
 /* Reads MPILLM_NET_DELAY_US, MPILLM_NET_BW_MBPS (Mbit/s) and MPILLM_NET_HOST_RANKS;
