@@ -45,6 +45,8 @@ else
 fi
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONUNBUFFERED=1
+# ranks only read the model file: no need for HDF5's file locks on whatever file system /tmp is
+export HDF5_USE_FILE_LOCKING=FALSE
 # shared memory between ranks of one host, nothing else (no UCX probing in a VM)
 export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1} OMPI_MCA_btl=${OMPI_MCA_btl:-self,vader}
 
@@ -123,6 +125,8 @@ section_d() {
   lscpu 2>/dev/null
   echo
   grep -E 'MemTotal|MemAvailable' /proc/meminfo
+  [ -r /sys/fs/cgroup/cpu.max ] && echo "cgroup cpu.max: $(cat /sys/fs/cgroup/cpu.max)"
+  command -v numactl >/dev/null && numactl -H
   command -v free >/dev/null && free -g
   echo
   ${CC:-cc} --version 2>/dev/null | head -n 1
