@@ -236,6 +236,8 @@ static void write_file(const char *path, const void *data, size_t n) {
 }
 
 /* Writes DIR/config.json (model_type, plus extra JSON fields) and DIR/model.safetensors. */
+static bool tiny_no_special; /* leave bos/eos out of config.json */
+
 static const char *make_tiny(const char *dir_name, const char *model_type, const char *extra, enum spoil spoil) {
   static char dir[4096];
   snprintf(dir, sizeof dir, "%s/%s", mpl_test_scratch_dir(), dir_name);
@@ -245,8 +247,9 @@ static const char *make_tiny(const char *dir_name, const char *model_type, const
            "{\"model_type\": \"%s\", \"vocab_size\": 16, \"hidden_size\": 8, \"intermediate_size\": 12,"
            " \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"num_key_value_heads\": 1,"
            " \"max_position_embeddings\": 32, \"rms_norm_eps\": 1e-6, \"rope_theta\": 10000.0,"
-           " \"bos_token_id\": 1, \"eos_token_id\": [2, 3]%s%s}",
-           model_type, extra[0] ? ", " : "", extra);
+           "%s%s%s}",
+           model_type, tiny_no_special ? "" : " \"bos_token_id\": 1, \"eos_token_id\": [2, 3]",
+           extra[0] && !tiny_no_special ? ", " : "", extra);
   snprintf(path, sizeof path, "%s/config.json", dir);
   write_file(path, config, strlen(config));
 
@@ -366,6 +369,98 @@ static void test_unsupported_config(void) {
   expect_refused(make_tiny("badheads", "llama", "\"head_dim\": 0", SPOIL_NONE), MPL_ERR_FORMAT, "head_dim", NULL);
 }
 
+/* bos/eos: generation_config.json first, then config.json, then the token strings
+ * of tokenizer_config.json looked up in tokenizer.json */
+static void test_special_tokens(void) {
+  char path[4200], out[4096];
+  snprintf(out, sizeof out, "%s/special.h5", mpl_test_scratch_dir());
+  struct mpl_model_config c;
+  struct mpl_model_file *f = NULL;
+  tiny_no_special = true;
+  const char *dir = make_tiny("special", "llama", "\"pad_token_id\": null", SPOIL_NONE);
+  tiny_no_special = false;
+  snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+  const char *tok = "{\"added_tokens\": [{\"id\": 3, \"content\": \"</s>\"}], \"model\": {\"vocab\": {\"<s>\": 1}}}";
+  write_file(path, tok, strlen(tok));
+  snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+  const char *tc = "{\"bos_token\": \"<s>\", \"eos_token\": {\"content\": \"</s>\"}}";
+  write_file(path, tc, strlen(tc));
+  CU_ASSERT_EQUAL_FATAL(mpl_io_convert(dir, out, MPL_DTYPE_COUNT), MPL_OK);
+  CU_ASSERT_EQUAL_FATAL(mpl_io_open(out, MPI_COMM_SELF, 0, 1, 0, 1, &f), MPL_OK);
+  CU_ASSERT_EQUAL(mpl_io_read_config(f, &c), MPL_OK);
+  CU_ASSERT(c.bos_token_id == 1 && c.n_eos == 1 && c.eos_token_ids[0] == 3);
+  mpl_io_close(f);
+  unlink(out);
+  snprintf(path, sizeof path, "%s/generation_config.json", dir);
+  const char *gc = "{\"bos_token_id\": 0, \"eos_token_id\": [2, 5]}";
+  write_file(path, gc, strlen(gc));
+  CU_ASSERT_EQUAL_FATAL(mpl_io_convert(dir, out, MPL_DTYPE_COUNT), MPL_OK);
+  CU_ASSERT_EQUAL_FATAL(mpl_io_open(out, MPI_COMM_SELF, 0, 1, 0, 1, &f), MPL_OK);
+  CU_ASSERT_EQUAL(mpl_io_read_config(f, &c), MPL_OK);
+  CU_ASSERT(c.bos_token_id == 0 && c.n_eos == 2 && c.eos_token_ids[0] == 2 && c.eos_token_ids[1] == 5);
+  char *text = NULL;
+  CU_ASSERT_EQUAL(mpl_io_read_text(f, "generation_config.json", &text), MPL_OK);
+  CU_ASSERT(text && strcmp(text, gc) == 0);
+  free(text);
+  mpl_io_close(f);
+}
+
+/* The hub's gpt2 names tensors without "transformer.": the file adds it. */
+static void test_gpt2_unprefixed(void) {
+  struct mpl_io__st_set set;
+  CU_ASSERT_EQUAL_FATAL(mpl_io__st_open(mpl_test_source_path("tests/fixtures/gpt2/hf"), &set), MPL_OK);
+  char dir[4096], path[4200], out[4096];
+  snprintf(dir, sizeof dir, "%s/gpt2-hub", mpl_test_scratch_dir());
+  mkdir(dir, 0755);
+  cJSON *header = cJSON_CreateObject();
+  size_t offset = 0;
+  for (int i = 0; i < set.n_tensors; i++) {
+    const struct mpl_io__st_tensor *t = &set.tensors[i];
+    const char *name = strncmp(t->name, "transformer.", 12) == 0 ? t->name + 12 : t->name;
+    cJSON *e = cJSON_AddObjectToObject(header, name);
+    cJSON_AddStringToObject(e, "dtype", t->dtype_name);
+    cJSON *shape = cJSON_AddArrayToObject(e, "shape");
+    for (int d = 0; d < t->n_dims; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+    cJSON *off = cJSON_AddArrayToObject(e, "data_offsets");
+    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)offset));
+    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)(offset + t->n_bytes)));
+    offset += t->n_bytes;
+  }
+  char *text = cJSON_PrintUnformatted(header);
+  cJSON_Delete(header);
+  size_t hb = strlen(text);
+  unsigned char *file = malloc(8 + hb + offset);
+  for (int i = 0; i < 8; i++) file[i] = (unsigned char)((uint64_t)hb >> (8 * i));
+  memcpy(file + 8, text, hb);
+  offset = 0;
+  for (int i = 0; i < set.n_tensors; i++) {
+    memcpy(file + 8 + hb + offset, set.tensors[i].data, set.tensors[i].n_bytes);
+    offset += set.tensors[i].n_bytes;
+  }
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  write_file(path, file, 8 + hb + offset);
+  free(file);
+  cJSON_free(text);
+  char *config = NULL;
+  CU_ASSERT_EQUAL(mpl_io__slurp(mpl_test_source_path("tests/fixtures/gpt2/hf/config.json"), false, &config, NULL), MPL_OK);
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  write_file(path, config, strlen(config));
+  free(config);
+  snprintf(out, sizeof out, "%s/gpt2-hub.h5", mpl_test_scratch_dir());
+  CU_ASSERT_EQUAL_FATAL(mpl_io_convert(dir, out, MPL_DTYPE_COUNT), MPL_OK);
+  struct mpl_model_file *f = NULL;
+  CU_ASSERT_EQUAL_FATAL(mpl_io_open(out, MPI_COMM_SELF, 0, 1, 0, 1, &f), MPL_OK);
+  CU_ASSERT(mpl_io_has_tensor(f, "transformer.h.1.mlp.c_fc.weight") && !mpl_io_has_tensor(f, "h.1.mlp.c_fc.weight"));
+  const struct mpl_io__st_tensor *t = mpl_io__st_find(&set, "transformer.wpe.weight");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+  float *got = malloc(t->n_bytes);
+  CU_ASSERT_EQUAL(mpl_io_read_rect(f, "transformer.wpe.weight", 0, t->shape[0], 0, t->shape[1], MPL_DTYPE_F32, got), MPL_OK);
+  CU_ASSERT(memcmp(got, t->data, t->n_bytes) == 0);
+  free(got);
+  mpl_io_close(f);
+  mpl_io__st_close(&set);
+}
+
 /* --- bad model files -------------------------------------------------------- */
 
 static void test_bad_h5(void) {
@@ -432,6 +527,6 @@ static void test_flipped_bytes(void) {
 
 MPL_TEST_SUITE(io, MPL_TEST(test_convert_llama_gqa), MPL_TEST(test_convert_qwen2_tied), MPL_TEST(test_convert_gpt2),
                MPL_TEST(test_convert_bf16_sharded), MPL_TEST(test_convert_f16), MPL_TEST(test_configs),
-               MPL_TEST(test_rects), MPL_TEST(test_text), MPL_TEST(test_tiny_ok), MPL_TEST(test_missing_files),
+               MPL_TEST(test_rects), MPL_TEST(test_text), MPL_TEST(test_tiny_ok), MPL_TEST(test_special_tokens), MPL_TEST(test_gpt2_unprefixed), MPL_TEST(test_missing_files),
                MPL_TEST(test_lying_safetensors), MPL_TEST(test_unsupported_config), MPL_TEST(test_bad_h5),
                MPL_TEST(test_flipped_bytes))
