@@ -145,6 +145,8 @@ static enum mpl_status parse_batches(const char *text, int **out, int *n) {
 }
 
 enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
+  /* a seed-network file has its own bench, in the same table and JSON style */
+  if (mpl_cmd_bench_is_blend(argc, argv)) return mpl_cmd_bench_blend(argc, argv, ctx);
   const char *model = NULL, *batches = "1", *json_path = NULL;
   long prompt_len = 128, gen = 32, reps = 3, warmup = 1, bw_mib = 1024;
   struct mpl_cli_rt_args ra = {0};

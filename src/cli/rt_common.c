@@ -32,14 +32,14 @@ enum mpl_status mpl_cli_rt_start(const struct mpl_cli_rt_args *a, const char *mo
     int n = 0;
     st = mpl_rt_parse_ids(a->layers, &ids, &n);
     if (st == MPL_OK && (n != (a->pp ? a->pp : 1) || n > 64))
-      st = mpl_error_set(MPL_ERR_ARG, "--layers %s lists %d stages, but --pp is %ld", a->layers, n,
+      st = mpl_error_set(MPL_ERR_ARG, "--pp-layers %s lists %d stages, but --pp is %ld", a->layers, n,
                          a->pp ? a->pp : 1);
     for (int i = 0; st == MPL_OK && i < n; i++) {
-      if (ids[i] < 1) st = mpl_error_set(MPL_ERR_ARG, "--layers %s: every stage needs a layer", a->layers);
+      if (ids[i] < 1) st = mpl_error_set(MPL_ERR_ARG, "--pp-layers %s: every stage needs a layer", a->layers);
       layers[i] = ids[i];
     }
     free(ids);
-    if (st != MPL_OK) return mpl_error_wrap("--layers");
+    if (st != MPL_OK) return mpl_error_wrap("--pp-layers");
     o.layers_per_stage = layers;
   }
   st = mpl_rt_create(model_path, &o, rt);

@@ -17,7 +17,7 @@ struct mpl_cli_rt_args {
   {"dp", 0, MPL_OPT_INT, &(a).dp, "D", "data-parallel replicas (default: inferred)"},          \
   {"pp", 0, MPL_OPT_INT, &(a).pp, "P", "pipeline stages (default 1)"},                         \
   {"tp", 0, MPL_OPT_INT, &(a).tp, "T", "tensor-parallel ranks per stage (default: the rest)"}, \
-  {"layers", 0, MPL_OPT_STRING, &(a).layers, "L1,L2,..", "layers per pipeline stage (default: balanced by bytes)"}, \
+  {"pp-layers", 0, MPL_OPT_STRING, &(a).layers, "a,b,..", "layers per pipeline stage (default: balanced by bytes)"}, \
   {"threads", 't', MPL_OPT_INT, &(a).threads, "N", "threads per rank (default: MPILLM_THREADS, else cores / ranks)"}, \
   {"verbose", 'v', MPL_OPT_FLAG, &(a).verbose, NULL, "log the launch, the layout and per-rank details"}
 

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The runtime's commands end to end on the converted LLaMA fixture.
+set -u
+bin=${MPILLM_BIN:?} src=${MPILLM_SOURCE_DIR:?} mpiexec=${MPIEXEC:-mpiexec}
+read -r -a flags <<<"${MPIEXEC_FLAGS:-}"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+mpi() { local n=$1; shift; "$mpiexec" -n "$n" "${flags[@]}" "$bin" "$@"; }
+mpi2=("$mpiexec" -n 2 "${flags[@]}" "$bin")
+model=$work/llama.h5
+"$bin" convert "$src/tests/fixtures/llama_gqa/hf" -o "$model" >/dev/null 2>&1 || fail "convert"
+
+# one prompt: streamed text, then the timings line
+"$bin" generate -m "$model" -p "In the beginning" -n 6 >"$work/out" 2>"$work/err" || fail "generate: $(cat "$work/err")"
+grep -q "^\[prompt [0-9]* tokens, .* tok/s | generated 6 tokens, .* tok/s" "$work/out" || fail "no timings line: $(cat "$work/out")"
+
+# requests in a file: answers in request order, the same tokens on dp 2 and pp 2
+cat >"$work/req.jsonl" <<'JSONL'
+{"id": "first", "prompt": "The quick brown fox", "max_tokens": 5}
+{"id": "second", "ids": [1, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52], "max_tokens": 7, "temperature": 0.8, "top_k": 20}
+{"prompt": "Hello", "max_tokens": 9, "temperature": 1.1, "min_p": 0.05, "repeat_penalty": 1.2, "seed": 77}
+JSONL
+"$bin" generate -m "$model" --input "$work/req.jsonl" --seed 5 --ignore-eos -o "$work/a1.jsonl" 2>"$work/err" || fail "generate --input: $(cat "$work/err")"
+[ "$(wc -l <"$work/a1.jsonl")" = 3 ] || fail "expected 3 answers: $(cat "$work/a1.jsonl")"
+ids=$(sed 's/^{"id":"\([^"]*\)".*/\1/' "$work/a1.jsonl" | tr '\n' ' ')
+[ "$ids" = "first second 2 " ] || fail "answers out of order: $ids"
+gen() { sed 's/.*"generated_ids":\(\[[^]]*\]\).*/\1/' "$1"; }
+for layout in "--dp 2" "--pp 2"; do
+  # shellcheck disable=SC2086
+  mpi 2 generate -m "$model" --input "$work/req.jsonl" --seed 5 --ignore-eos -o "$work/a2.jsonl" $layout 2>"$work/err" \
+    || fail "generate $layout: $(cat "$work/err")"
+  [ "$(gen "$work/a1.jsonl")" = "$(gen "$work/a2.jsonl")" ] || fail "$layout differs: $(gen "$work/a2.jsonl") vs $(gen "$work/a1.jsonl")"
+done
+grep -q '"generated_ids":\[[0-9,]*\]' "$work/a1.jsonl" || fail "no generated ids"
+grep -q '"prompt_tok_per_s"' "$work/a1.jsonl" || fail "no timings in the answers"
+
+# --json on stdout and --logits-out (an HDF5 file with /logits)
+"$bin" generate -m "$model" --prompt-ids 1,5,6,7 -n 2 --json --logits-out "$work/l.h5" >"$work/out" 2>"$work/err" || fail "logits-out: $(cat "$work/err")"
+grep -q '"prompt_ids":\[1,5,6,7\]' "$work/out" || fail "json: $(cat "$work/out")"
+head -c 4 "$work/l.h5" | od -c | grep -q 'H   D   F' || fail "logits file is not HDF5"
+if command -v h5ls >/dev/null; then h5ls "$work/l.h5" | grep -q "logits *Dataset {4, 403}" || fail "logits shape: $(h5ls "$work/l.h5")"; fi
+
+# eval: the same perplexity on 1 and 2 ranks
+printf 'The quick brown fox jumps over the lazy dog. %.0s' $(seq 40) >"$work/text.txt"
+"$bin" eval -m "$model" --text "$work/text.txt" --ctx 32 --json >"$work/e1" 2>"$work/err" || fail "eval: $(cat "$work/err")"
+mpi 2 eval -m "$model" --text "$work/text.txt" --ctx 32 --tp 2 --json >"$work/e2" 2>"$work/err" || fail "eval tp 2: $(cat "$work/err")"
+ppl() { sed 's/.*"perplexity":\([0-9.e+]*\).*/\1/' "$1"; }
+awk -v a="$(ppl "$work/e1")" -v b="$(ppl "$work/e2")" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 1 && d <= 1e-5 * a) }' \
+  || fail "perplexity $(ppl "$work/e1") vs $(ppl "$work/e2") on tp 2"
+
+# bench: the table and the JSON
+mpi 2 bench -m "$model" --prompt-len 8 --gen 4 --batch 1,2 --reps 1 --warmup 0 --bw-mib 0 --pp 2 --json "$work/b.json" >"$work/out" 2>"$work/err" \
+  || fail "bench: $(cat "$work/err")"
+grep -q "^| dp1 pp2 tp1 *| *2 | *2 |" "$work/out" || fail "bench table: $(cat "$work/out")"
+grep -q '"decode_tok_s"' "$work/b.json" || fail "bench json"
+
+# bad input: one message, non-zero exit on every rank, no hang
+expect_error() { # WHAT NEEDLE command...
+  local what=$1 needle=$2
+  shift 2
+  if timeout 60 "$@" >"$work/out" 2>"$work/err"; then fail "$what succeeded"; fi
+  [ "$(grep -c 'mpillm: error' "$work/err")" = 1 ] || fail "$what: expected one message: $(cat "$work/err")"
+  grep -q -- "$needle" "$work/err" || fail "$what: message lacks '$needle': $(cat "$work/err")"
+}
+expect_error "wrong world size" "does not fit" "${mpi2[@]}" generate -m "$model" -p hi --tp 3
+expect_error "more stages than layers" "needs at least 3 layers" "$mpiexec" -n 3 "${flags[@]}" "$bin" generate -m "$model" -p hi --pp 3
+expect_error "a stage split that is not the model's" "layers" "${mpi2[@]}" generate -m "$model" -p hi --pp 2 --pp-layers 1,3
+long=$(seq -s, 1 200)
+expect_error "prompt beyond the context" "request 0" "${mpi2[@]}" generate -m "$model" --prompt-ids "$long" --dp 2
+expect_error "bad request line" "req_bad.jsonl:2" bash -c "printf '{\"prompt\":\"a\"}\n{\"prompt\":5}\n' >'$work/req_bad.jsonl'; '$bin' generate -m '$model' --input '$work/req_bad.jsonl'"
+expect_error "no prompt" "exactly one" "$bin" generate -m "$model"
+echo "e2e runtime cli: ok"
