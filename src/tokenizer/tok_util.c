@@ -201,6 +201,11 @@ int mpl_tok__cp_to_byte(uint32_t cp) { return cp < 324 ? cp_to_byte_table[cp] : 
 
 /* ---- regexes ---------------------------------------------------------------------- */
 
+/* UTF + UCP give \p{L}, \s, \w their Unicode meaning, as Oniguruma has them in
+ * tokenizers. Known limit: PCRE2 10.42 (Debian 12) knows Unicode 14.0; characters
+ * assigned later (e.g. the Kawi and Nag Mundari letters of Unicode 15) are not
+ * letters here and can be split differently from tokenizers. */
+
 enum mpl_status mpl_tok__regex_compile(struct tok_regex *re, const char *pattern, bool literal,
                                        const char *field, const char *source) {
   int err = 0;
