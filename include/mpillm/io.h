@@ -86,4 +86,8 @@ enum mpl_status mpl_io_convert(const char *hf_dir, const char *out_path, enum mp
 enum mpl_status mpl_io_shard(const char *model_path, int pp_size, const int *layers_per_stage, int tp_size,
                              const char *out_dir);
 
+/* The layout a shard folder was cut for (from its manifest.json); MPL_ERR_IO or
+ * MPL_ERR_FORMAT naming the folder when it is not a shard set. Local. */
+enum mpl_status mpl_io_shard_layout(const char *dir, int *pp_size, int *tp_size);
+
 #endif

@@ -1,7 +1,9 @@
 /* `mpillm inspect model.h5`: the config and a table of tensors, each checked
- * against its stored crc32 (and HDF5's Fletcher32); fails when any does not match. */
+ * against its stored crc32 (and HDF5's Fletcher32); fails when any does not match.
+ * On a shard folder: the config, then each shard file's tensors checked the same way. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "commands.h"
 #include "mpillm/io.h"
@@ -26,9 +28,45 @@ static void print_config(const struct mpl_model_config *c) {
   printf("\n");
 }
 
+/* Every file of a shard set: its manifest crc32 (checked at open), then each tensor's rectangles. */
+static enum mpl_status inspect_shards(const char *dir) {
+  int pp = 0, tp = 0;
+  enum mpl_status st = mpl_io_shard_layout(dir, &pp, &tp);
+  if (st != MPL_OK) return st;
+  printf("%s: shard set for pp %d x tp %d\n", dir, pp, tp);
+  int n_bad = 0;
+  char first[1024] = "";
+  for (int p = 0; p < pp; p++)
+    for (int t = 0; t < tp; t++) {
+      struct mpl_model_file *f = NULL;
+      enum mpl_status fst = mpl_io_open(dir, MPI_COMM_SELF, p, pp, t, tp, &f);
+      if (fst == MPL_OK && p == 0 && t == 0) {
+        struct mpl_model_config cfg;
+        if (mpl_io_read_config(f, &cfg) == MPL_OK) print_config(&cfg);
+        printf("\n%-22s %8s  %s\n", "file", "tensors", "checksums");
+      }
+      int n = fst == MPL_OK ? mpl_io_n_tensors(f) : 0, n_failed = 0;
+      for (int i = 0; i < n; i++) {
+        if (mpl_io_verify_tensor(f, mpl_io_tensor_name(f, i)) != MPL_OK) {
+          if (n_failed++ == 0 && n_bad == 0) snprintf(first, sizeof first, "%s", mpl_error_message());
+        }
+      }
+      if (fst != MPL_OK && n_bad == 0) snprintf(first, sizeof first, "%s", mpl_error_message());
+      char name[64];
+      snprintf(name, sizeof name, "pp %d, tp %d", p, t);
+      printf("%-22s %8d  %s\n", name, n, fst != MPL_OK ? "FAILED (file)" : n_failed ? "FAILED" : "ok");
+      n_bad += fst != MPL_OK || n_failed > 0;
+      mpl_io_close(f);
+    }
+  if (n_bad > 0)
+    return mpl_error_set(MPL_ERR_CHECKSUM, "%s: %d of %d shard files failed their checks (first: %s)", dir, n_bad,
+                         pp * tp, first);
+  return MPL_OK;
+}
+
 enum mpl_status mpl_cmd_inspect(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   (void)ctx;
-  const struct mpl_cmd_spec spec = {"inspect", "mpillm inspect model.h5",
+  const struct mpl_cmd_spec spec = {"inspect", "mpillm inspect (model.h5 | SHARD_DIR)",
                                     "Print a model file's config and tensors, checking every checksum.", NULL,
                                     0, 1, 1};
   char **pos = NULL;
@@ -36,6 +74,12 @@ enum mpl_status mpl_cmd_inspect(int argc, char **argv, struct mpl_cli_ctx *ctx) 
   bool help = false;
   enum mpl_status st = mpl_cli_parse(&spec, argc, argv, &pos, &n_pos, &help);
   if (st != MPL_OK || help) {
+    free(pos);
+    return st;
+  }
+  struct stat sb;
+  if (stat(pos[0], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    st = inspect_shards(pos[0]);
     free(pos);
     return st;
   }

@@ -115,6 +115,10 @@ static bool mpio_wanted(MPI_Comm comm) {
 enum mpl_status mpl_io__open_h5(struct mpl_model_file *f, const char *path, bool mpio, const char *format) {
   snprintf(f->file_path, sizeof f->file_path, "%s", path);
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if H5_VERSION_GE(1, 10, 7)
+  /* read-only: lock where the file system can, go on where it cannot (NFS, Lustre) */
+  if (!getenv("HDF5_USE_FILE_LOCKING")) H5Pset_file_locking(fapl, true, true);
+#endif
 #ifdef MPILLM_HDF5_PARALLEL
   if (mpio) H5Pset_fapl_mpio(fapl, f->comm, MPI_INFO_NULL);
 #else

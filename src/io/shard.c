@@ -65,6 +65,23 @@ static int json_int(cJSON *obj, const char *name, int fallback) {
   return cJSON_IsNumber(v) ? (int)v->valuedouble : fallback;
 }
 
+enum mpl_status mpl_io_shard_layout(const char *dir, int *pp_size, int *tp_size) {
+  char path[4400];
+  snprintf(path, sizeof path, "%s/manifest.json", dir);
+  char *text = NULL;
+  enum mpl_status st = mpl_io__slurp(path, false, &text, NULL);
+  if (st != MPL_OK) return st;
+  cJSON *root = cJSON_Parse(text);
+  free(text);
+  cJSON *format = cJSON_GetObjectItemCaseSensitive(root, "format");
+  *pp_size = json_int(root, "pp", -1);
+  *tp_size = json_int(root, "tp", -1);
+  if (!cJSON_IsString(format) || strcmp(format->valuestring, SHARD_FORMAT) != 0 || *pp_size < 1 || *tp_size < 1)
+    st = mpl_error_set(MPL_ERR_FORMAT, "%s: not an mpillm shard manifest", path);
+  cJSON_Delete(root);
+  return st;
+}
+
 enum mpl_status mpl_io__shard_open(struct mpl_model_file *f, int pp_rank, int pp_size, int tp_rank, int tp_size) {
   char path[4400];
   snprintf(path, sizeof path, "%s/manifest.json", f->path);
