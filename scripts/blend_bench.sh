@@ -45,7 +45,7 @@ for n in $ranks; do
   bind=(--bind-to core --map-by core)
   [ "$n" -gt "$cores" ] && bind=(--oversubscribe --bind-to none)
   echo "== $n ranks" >&2
-  mpiexec -n "$n" "${bind[@]}" "$bin" bench-blend -m "$model" --rows "$rows" \
+  mpiexec -n "$n" "${bind[@]}" "$bin" bench -m "$model" --rows "$rows" \
     --modes model,data,split --alpha 0.25,0.5,0.75 --reps "$reps" --warmup 1 \
     --json "$out/bench_np$n.json" | tee "$out/bench_np$n.txt"
   cat "$out/bench_np$n.txt" >>"$out/summary.md"

@@ -1,5 +1,5 @@
-/* `mpillm bench-blend -m blend.h5` (and `mpillm bench -m blend.h5`, which dispatches
- * here through mpl_cmd_bench_is_blend): throughput of the seed network per execution mode,
+/* `mpillm bench -m blend.h5` (cmd_bench.c dispatches blend files here through
+ * mpl_cmd_bench_is_blend): throughput of the seed network per execution mode,
  * alpha, batch size and rank count, in the table and JSON style of the LLM bench.
  * A repetition is one batch from rank 0's memory to probabilities in rank 0's memory
  * (scatter, compute, head, gather: what a coordinator sees); rows/s is batch rows
@@ -193,7 +193,7 @@ enum mpl_status mpl_cmd_bench_blend(int argc, char **argv, struct mpl_cli_ctx *c
   };
   const struct mpl_cmd_spec spec = {
       "bench",
-      "mpirun -np N mpillm bench-blend -m blend.h5 [--rows 1,16,256,2048] [--modes model,data,split] "
+      "mpirun -np N mpillm bench -m blend.h5 [--rows 1,16,256,2048] [--modes model,data,split] "
       "[--alpha 0.25,0.5,0.75] [--reps R] [--json FILE]",
       "Measure the seed network's rows/s per mode, alpha and batch size.", opts,
       (int)(sizeof opts / sizeof opts[0]), 0, 0};

@@ -9,8 +9,6 @@ const struct mpl_cli_command mpl_cli_commands[] = {
     {"inspect", "print a model file's config and tensors, verifying every checksum", mpl_cmd_inspect, true},
     {"tokenize", "print the token ids of a text as JSON, or decode ids back to text", mpl_cmd_tokenize, true},
     {"blend-init", "write a seed-network (blend) model of a given shape with random weights", mpl_cmd_blend_init, true},
-    /* `bench -m blend.h5` reaches the same function once the runtime's bench dispatches blend files */
-    {"bench-blend", "measure the seed network's rows/s per mode, alpha and batch size", mpl_cmd_bench_blend, false},
     {"shard", "cut a model file into per-rank shard files plus a manifest", mpl_cmd_shard, true},
     {"generate", "generate text from prompts or a request file on any dp x pp x tp layout", mpl_cmd_generate, false},
     {"bench", "measure prefill/decode throughput, latency, communication and memory of a layout", mpl_cmd_bench, false},

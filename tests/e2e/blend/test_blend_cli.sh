@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The seed network through the binary: blend-init, infer at 3 ranks (model and mix
 # agree, checked with h5diff; every mode and alpha against numpy is the MPI tests'
-# job), convert --from keras against the numpy reference, bench-blend with JSON, and
+# job), convert --from keras against the numpy reference, bench -m blend.h5 with JSON, and
 # bad input that must end every rank with exit 1 and exactly one error message.
 set -uo pipefail
 bin=${MPILLM_BIN:?} src=${MPILLM_SOURCE_DIR:?}
@@ -40,7 +40,7 @@ for mode in mix; do
   same "$dir/model.h5" "$dir/$mode.h5" probs && ok || bad "probs of $mode differ from model"
   same "$dir/model.h5" "$dir/$mode.h5" z && ok || bad "z of $mode differs from model"
 done
-run 2 "$bin" bench-blend -m "$m" --rows 1,5 --modes model,data,split --alpha 0.5 --reps 1 \
+run 2 "$bin" bench -m "$m" --rows 1,5 --modes model,data,split --alpha 0.5 --reps 1 \
   --json "$dir/bench.json" >"$dir/bench.txt" 2>"$dir/err" && ok || { bad "bench"; cat "$dir/err"; }
 grep -q '"rows_per_s"' "$dir/bench.json" 2>/dev/null && grep -q "| split  |  0.50 |" "$dir/bench.txt" \
   && ok || bad "bench output"
