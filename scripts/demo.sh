@@ -28,11 +28,19 @@ model=$root/models/kjv/model.h5
 # Open MPI refuses root unless told, and more ranks than cores unless oversubscribed
 [ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 [ "$(nproc)" -lt "$ranks" ] && export OMPI_MCA_rmaps_base_oversubscribe=1
-# one BLAS thread per rank; mpillm's own threads share out the cores (cores / ranks)
-export OPENBLAS_NUM_THREADS=1
 
 echo "demo: mpirun -np $ranks mpillm generate -m models/kjv/model.h5 -p \"$prompt\" -n $n --temperature 0.8 --top-k 40 --seed 1611 ${extra[*]}"
+# the text streams to stdout after the prompt; the ranks' log lines (launch, warnings,
+# errors) are kept aside and shown after it
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 start=$(date +%s.%N)
+echo
+printf '%s' "$prompt"
+rc=0
 "${MPIEXEC:-mpirun}" -np "$ranks" --bind-to none "$bin" generate -m "$model" -p "$prompt" -n "$n" \
-  --temperature 0.8 --top-k 40 --seed 1611 "${extra[@]}"
-echo "demo: $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }') s wall clock, model load and launch included"
+  --temperature 0.8 --top-k 40 --seed 1611 "${extra[@]}" 2>"$log" || rc=$?
+end=$(date +%s.%N)
+sed 's/^/demo: log: /' "$log"
+[ "$rc" = 0 ] || { echo "demo: mpillm generate failed (exit $rc)" >&2; exit "$rc"; }
+echo "demo: $(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f", e - s }') s wall clock, launch and model load included"

@@ -24,6 +24,7 @@ def main():
     ap.add_argument("text")
     ap.add_argument("--ctx", type=int, nargs="+", default=[128, 512])
     ap.add_argument("--max-tokens", type=int, default=0, help="only the first N tokens")
+    ap.add_argument("--json-out", help="also write the result to this file")
     args = ap.parse_args()
     torch.set_float32_matmul_precision("highest")
     tok = Tokenizer.from_file(f"{args.hf}/tokenizer.json")
@@ -44,7 +45,12 @@ def main():
                 nll += F.cross_entropy(logits, w[0, 1:], reduction="sum").item()
                 count += w.size(1) - 1
         out[str(ctx)] = {"tokens": len(ids), "predicted": count, "ppl": math.exp(nll / count)}
-    print(json.dumps(out, indent=2))
+    text = json.dumps({"text": args.text.split("/")[-1], "weights": "bf16 as stored, f32 compute",
+                       "perplexity": out}, indent=2)
+    print(text)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            f.write(text + "\n")
 
 
 if __name__ == "__main__":

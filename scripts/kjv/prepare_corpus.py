@@ -10,8 +10,10 @@ ordinal c (0-based, in canonical order):
   c % 20 == 9   -> valid.txt    (every 20th chapter, offset by 10: checkpoint choice)
   otherwise     -> train.txt    (tokenizer and model training)
 Each file holds one verse a line in canonical order, nothing else. heldout-head.txt is
-the first held-out chapters up to HEAD_CHARS characters (whole chapters), the short text
-of the CI eval test. Writes DIR/{train,valid,heldout,heldout-head}.txt and prints counts.
+the first held-out chapters up to HEAD_CHARS characters (whole chapters, ~8k tokens),
+whose perplexity train.py records; heldout-ci.txt the first CI_CHAPTERS held-out chapters
+(~1.4k tokens), the text of the CI eval test. Writes DIR/{train,valid,heldout,
+heldout-head,heldout-ci}.txt and prints counts.
 """
 import argparse
 import hashlib
@@ -23,7 +25,8 @@ import sys
 HELDOUT_EVERY = 20
 HELDOUT_OFFSET = 19
 VALID_OFFSET = 9
-HEAD_CHARS = 30000  # about 7k tokens with the 4096-token BPE
+HEAD_CHARS = 30000  # about 8k tokens with the 4096-token BPE
+CI_CHAPTERS = 2     # about 1.4k tokens: seconds per mpillm eval run on one core
 EXPECTED_VERSES = 31102
 EXPECTED_CHAPTERS = 1189
 
@@ -74,6 +77,7 @@ def main():
         head.append(verses)
         n_head_chars += sum(len(v) + 1 for v in verses)
     splits["heldout-head"] = head
+    splits["heldout-ci"] = splits["heldout"][:CI_CHAPTERS]
 
     os.makedirs(args.out, exist_ok=True)
     for name, chaps in splits.items():
