@@ -1,7 +1,7 @@
 # The bundled KJV model (models/kjv): perplexity by `mpillm eval` on 1 rank and 4-rank
 # layouts against PyTorch's figure, at a short and at the full context; the demo runs.
 foreach(ctx 128 512)
-  mpl_add_test(NAME e2e_kjv_eval_ctx${ctx} LABEL e2e TIMEOUT 240
+  mpl_add_test(NAME e2e_kjv_eval_ctx${ctx} LABEL e2e TIMEOUT 300
                COMMAND ${CMAKE_CURRENT_LIST_DIR}/test_kjv_eval.sh ${ctx})
 endforeach()
 mpl_add_test(NAME e2e_kjv_demo LABEL e2e TIMEOUT 120
