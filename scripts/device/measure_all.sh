@@ -148,6 +148,31 @@ pack() {
     mv "$OUT/results.tar.gz.tmp" "$OUT/results.tar.gz"
 }
 
+# run_limited SECONDS CMD...: CMD in a session of its own, ended whole (TERM, then
+# KILL) when it outlives SECONDS, so nothing it started (an inner `timeout` makes its
+# own process group) keeps running into the next section. Exit 124 when it was ended.
+run_limited() {
+  local limit=$1 pid t=0 p
+  shift
+  setsid "$@" &
+  pid=$!  # a background job of this shell is no group leader: setsid does not fork
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$t" -ge "$limit" ]; then
+      for sig in TERM KILL; do
+        for p in $(ps -eo pid=,sid= | awk -v s="$pid" '$2 == s { print $1 }'); do
+          kill -s "$sig" "$p" 2>/dev/null
+        done
+        sleep 3
+      done
+      wait "$pid" 2>/dev/null
+      return 124
+    fi
+    sleep 1
+    t=$((t + 1))
+  done
+  wait "$pid"
+}
+
 # run_section NAME SECONDS: under its own limit, capped by what is left; its output
 # also goes to $W/txt/section_NAME.txt
 run_section() {
@@ -161,13 +186,19 @@ run_section() {
     return
   fi
   s0=$(date +%s)
-  timeout -k 10 "$limit" bash "$self" --section "$name" 2>&1 | tee "$file"
+  run_limited "$limit" bash "$self" --section "$name" 2>&1 | tee "$file"
   rc=${PIPESTATUS[0]}
-  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+  if [ "$rc" -eq 124 ]; then
     echo "TIMED OUT: section $name after $limit s" | tee -a "$file"
   fi
   echo "=== section $name: exit $rc, $(($(date +%s) - s0)) s ==="
   pack
+}
+
+finish() {
+  exec 1>&3 2>&4 3>&- 4>&-
+  wait "$tee_pid" 2>/dev/null
+  exit "$1"
 }
 
 main() {
@@ -179,7 +210,10 @@ main() {
   export MPILLM_BUILD_DIR=${MPILLM_BUILD_DIR:-$root/build-device}
   rm -rf "$W"
   mkdir -p "$W/json" "$W/txt" "$W/logs"
+  # everything also into log.txt; finish() lets tee drain before the script returns
+  exec 3>&1 4>&2
   exec > >(tee -a "$OUT/log.txt") 2>&1
+  tee_pid=$!
   echo "measure_all: $(date -u +%H:%M:%SZ), budget $budget s, model $model_size, work $W, commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
 
   # build
@@ -192,7 +226,7 @@ main() {
       cp "$MPILLM_BUILD_DIR"/*.log "$W/logs/" 2>/dev/null
       section_d >"$OUT/machine.txt" 2>&1
       pack
-      exit 1
+      finish 1
     fi
     cp "$MPILLM_BUILD_DIR"/*.log "$W/logs/" 2>/dev/null
     # shellcheck disable=SC1091
@@ -241,6 +275,7 @@ main() {
   cp "$OUT/summary.txt" "$W/txt/"
   pack
   echo "measure_all: done in $(($(date +%s) - t0)) s; files in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
+  finish 0
 }
 
 if [ "${1:-}" = --section ]; then
