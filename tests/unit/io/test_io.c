@@ -525,8 +525,32 @@ static void test_flipped_bytes(void) {
   mpl_io_close(f);
 }
 
+/* A stored crc32 that does not match the data (Fletcher32 intact): caught on a whole read. */
+static void test_crc_mismatch(void) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/crc.h5", mpl_test_scratch_dir());
+  CU_ASSERT_EQUAL_FATAL(mpl_io_convert(mpl_test_source_path("tests/fixtures/gpt2/hf"), path, MPL_DTYPE_COUNT), MPL_OK);
+  const char *name = "transformer.h.0.mlp.c_fc.weight"; /* [64, 256] */
+  hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  char dset[256];
+  snprintf(dset, sizeof dset, "tensors/%s", name);
+  hid_t d = H5Dopen2(file, dset, H5P_DEFAULT);
+  CU_ASSERT_EQUAL(mpl_io__attr_write_i64(d, "crc32", 12345), MPL_OK);
+  H5Dclose(d);
+  H5Fclose(file);
+  struct mpl_model_file *f = NULL;
+  CU_ASSERT_EQUAL_FATAL(mpl_io_open(path, MPI_COMM_SELF, 0, 1, 0, 1, &f), MPL_OK);
+  float *buf = malloc(64 * 256 * sizeof(float));
+  CU_ASSERT_EQUAL(mpl_io_read_rect(f, name, 0, 32, 0, 256, MPL_DTYPE_F32, buf), MPL_OK);
+  CU_ASSERT_EQUAL(mpl_io_read_rect(f, name, 0, 64, 0, 256, MPL_DTYPE_F32, buf), MPL_ERR_CHECKSUM);
+  CU_ASSERT(has_text(name) && has_text("crc32"));
+  CU_ASSERT_EQUAL(mpl_io_verify_tensor(f, name), MPL_ERR_CHECKSUM);
+  free(buf);
+  mpl_io_close(f);
+}
+
 MPL_TEST_SUITE(io, MPL_TEST(test_convert_llama_gqa), MPL_TEST(test_convert_qwen2_tied), MPL_TEST(test_convert_gpt2),
                MPL_TEST(test_convert_bf16_sharded), MPL_TEST(test_convert_f16), MPL_TEST(test_configs),
                MPL_TEST(test_rects), MPL_TEST(test_text), MPL_TEST(test_tiny_ok), MPL_TEST(test_special_tokens), MPL_TEST(test_gpt2_unprefixed), MPL_TEST(test_missing_files),
                MPL_TEST(test_lying_safetensors), MPL_TEST(test_unsupported_config), MPL_TEST(test_bad_h5),
-               MPL_TEST(test_flipped_bytes))
+               MPL_TEST(test_flipped_bytes), MPL_TEST(test_crc_mismatch))
