@@ -296,42 +296,43 @@ static enum mpl_status parse_decoder(const cJSON *obj, const char *field, const 
   return MPL_OK;
 }
 
-/* ---- the model ---------------------------------------------------------------------- */
+static bool tok_is_byte_or_unk(const struct mpl_tokenizer *tok, int32_t id) {
+  if (id == tok->unk_id) return true;
+  for (int b = 0; b < 256; b++)
+    if (tok->byte_ids[b] == id) return true;
+  return false;
+}
 
-static enum mpl_status pairmap_init(struct tok_pairmap *m, size_t n_expected) {
-  size_t cap = 16;
-  while (cap < n_expected * 2 + 1) cap *= 2;
-  m->cap = cap;
-  m->n = 0;
-  m->keys = malloc(cap * sizeof *m->keys);
-  m->ranks = malloc(cap * sizeof *m->ranks);
-  m->new_ids = malloc(cap * sizeof *m->new_ids);
-  if (!m->keys || !m->ranks || !m->new_ids)
-    return mpl_error_set(MPL_ERR_NOMEM, "tokenizer: no memory for %zu merges", n_expected);
-  memset(m->keys, 0xFF, cap * sizeof *m->keys);
+/* Every pair of adjacent characters inside a vocab token. A BPE token spanning the
+ * boundary between two characters contains them side by side, so where a word has
+ * a pair not in this set no merge ever crosses: the word can be cut there and its
+ * parts merged alone, with the same result (long words stay O(n log n) in caches). */
+static enum mpl_status build_char_pairs(struct mpl_tokenizer *tok, const char *source) {
+  size_t n_pairs = 0;
+  for (int id = 0; id < tok->n_ids; id++)
+    if (tok->id_str[id]) n_pairs += tok->id_len[id];
+  if (mpl_tok__pairmap_init(&tok->char_pairs, n_pairs) != MPL_OK) return oom(source);
+  for (int id = 0; id < tok->n_ids; id++) {
+    const char *s = tok->id_str[id];
+    if (!s) continue;
+    uint32_t prev = 0, cp;
+    bool have_prev = false;
+    for (size_t i = 0; i < tok->id_len[id];) {
+      int len = mpl_tok__utf8_next(s + i, tok->id_len[id] - i, &cp);
+      if (len <= 0) { /* not UTF-8: no cut is safe next to it */
+        tok->no_word_cuts = true;
+        return MPL_OK;
+      }
+      if (have_prev) mpl_tok__pairmap_put(&tok->char_pairs, (int32_t)prev, (int32_t)cp, 0, 0);
+      prev = cp;
+      have_prev = true;
+      i += (size_t)len;
+    }
+  }
   return MPL_OK;
 }
 
-static inline uint64_t pair_hash(uint64_t k) {
-  k ^= k >> 33;
-  k *= 0xff51afd7ed558ccdull;
-  k ^= k >> 33;
-  return k;
-}
-
-/* keeps the first (best-ranked) entry of a pair listed twice, as tokenizers does */
-static void pairmap_put(struct tok_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t new_id) {
-  uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-  size_t mask = m->cap - 1, i = pair_hash(key) & mask;
-  while (m->keys[i] != UINT64_MAX) {
-    if (m->keys[i] == key) return;
-    i = (i + 1) & mask;
-  }
-  m->keys[i] = key;
-  m->ranks[i] = rank;
-  m->new_ids[i] = new_id;
-  m->n++;
-}
+/* ---- the model ---------------------------------------------------------------------- */
 
 static enum mpl_status parse_model(struct mpl_tokenizer *tok, const cJSON *model, const cJSON *added,
                                    const char *source) {
@@ -408,7 +409,7 @@ static enum mpl_status parse_model(struct mpl_tokenizer *tok, const cJSON *model
 
   /* merges: "a b" strings (older files) or ["a", "b"] pairs */
   int n_merges = cJSON_IsArray(merges) ? cJSON_GetArraySize(merges) : 0;
-  if ((st = pairmap_init(&tok->merges, (size_t)n_merges)) != MPL_OK) return st;
+  if ((st = mpl_tok__pairmap_init(&tok->merges, (size_t)n_merges)) != MPL_OK) return st;
   struct tok_buf joined = {0};
   int rank = 0;
   cJSON_ArrayForEach(it, merges) {
@@ -448,11 +449,14 @@ static enum mpl_status parse_model(struct mpl_tokenizer *tok, const cJSON *model
       free(joined.p);
       return st;
     }
-    pairmap_put(&tok->merges, ia, ib, rank, inew);
+    mpl_tok__pairmap_put(&tok->merges, ia, ib, rank, inew);
+    /* a merge that makes or uses a byte-fallback or unk token can cross any
+     * character boundary: words are then never cut (see char_pairs) */
+    if (tok_is_byte_or_unk(tok, ia) || tok_is_byte_or_unk(tok, ib)) tok->no_word_cuts = true;
     rank++;
   }
   free(joined.p);
-  return MPL_OK;
+  return build_char_pairs(tok, source);
 }
 
 /* ---- added tokens ------------------------------------------------------------------- */
@@ -792,6 +796,9 @@ void mpl_tok_destroy(struct mpl_tokenizer *tok) {
   free(tok->merges.keys);
   free(tok->merges.ranks);
   free(tok->merges.new_ids);
+  free(tok->char_pairs.keys);
+  free(tok->char_pairs.ranks);
+  free(tok->char_pairs.new_ids);
   for (int i = 0; i < tok->n_added; i++) {
     free(tok->added[i].content);
     free(tok->added[i].match);

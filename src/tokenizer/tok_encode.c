@@ -465,12 +465,9 @@ static void push_candidate(struct enc *e, size_t *n_heap, int32_t pos) {
     heap_push(e, n_heap, (struct heap_item){rank, pos, new_id});
 }
 
-static enum mpl_status bpe_word(struct enc *e, const char *s, size_t n) {
+/* BPE of one word (or of a part no merge crosses) */
+static enum mpl_status bpe_merge(struct enc *e, const char *s, size_t n) {
   const struct mpl_tokenizer *tok = e->tok;
-  if (tok->ignore_merges) {
-    int32_t id = mpl_tok__strmap_get(&tok->vocab, s, n);
-    if (id >= 0) return push_id(e, id);
-  }
   /* bytes >= symbols >= characters: n bounds every array */
   enum mpl_status st = bpe_reserve(e, n + 1);
   if (st != MPL_OK) return st;
@@ -531,6 +528,43 @@ static enum mpl_status bpe_word(struct enc *e, const char *s, size_t n) {
   for (int32_t i = n_sym > 0 ? 0 : -1; i >= 0; i = e->sym_next[i])
     if ((st = push_id(e, e->sym_id[i])) != MPL_OK) return st;
   return MPL_OK;
+}
+
+/* whether code point cp is a token by itself */
+static bool is_known_char(const struct mpl_tokenizer *tok, const char *s, int len) {
+  return mpl_tok__strmap_get(&tok->vocab, s, (size_t)len) >= 0;
+}
+
+static enum mpl_status bpe_word(struct enc *e, const char *s, size_t n) {
+  const struct mpl_tokenizer *tok = e->tok;
+  if (tok->ignore_merges) {
+    int32_t id = mpl_tok__strmap_get(&tok->vocab, s, n);
+    if (id >= 0) return push_id(e, id);
+  }
+  /* long words (SentencePiece without a pre-tokenizer makes the whole text one
+   * word) are cut where no merge can cross: between two characters that are never
+   * side by side in a token, unless both are unknown (fuse_unk joins those) */
+  if (n < 256 || tok->no_word_cuts) return bpe_merge(e, s, n);
+  size_t start = 0, i = 0;
+  uint32_t prev = 0;
+  bool prev_known = true;
+  while (i < n) {
+    uint32_t cp;
+    int len = mpl_tok__utf8_next(s + i, n - i, &cp);
+    if (len <= 0) len = 1, cp = 0xFFFD; /* not reached: the text was checked */
+    bool known = is_known_char(tok, s + i, len);
+    int32_t rank, new_id;
+    if (i > start && (known || prev_known) &&
+        !mpl_tok__pairmap_get(&tok->char_pairs, (int32_t)prev, (int32_t)cp, &rank, &new_id)) {
+      enum mpl_status st = bpe_merge(e, s + start, i - start);
+      if (st != MPL_OK) return st;
+      start = i;
+    }
+    prev = cp;
+    prev_known = known;
+    i += (size_t)len;
+  }
+  return bpe_merge(e, s + start, n - start);
 }
 
 /* ---- the whole pipeline ----------------------------------------------------------- */

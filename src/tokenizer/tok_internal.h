@@ -41,6 +41,10 @@ struct tok_pairmap {
   int32_t *ranks, *new_ids;
   size_t cap, n;
 };
+enum mpl_status mpl_tok__pairmap_init(struct tok_pairmap *m, size_t n_expected);
+/* keeps the first entry of a pair put twice */
+void mpl_tok__pairmap_put(struct tok_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t new_id);
+bool mpl_tok__pairmap_get(const struct tok_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *new_id);
 
 /* A compiled regex (PCRE2, UTF + UCP, JIT when available). */
 struct tok_regex {
@@ -113,6 +117,8 @@ struct mpl_tokenizer {
   bool *id_special;    /* [n_ids] */
   struct tok_strmap vocab;
   struct tok_pairmap merges;
+  struct tok_pairmap char_pairs; /* code points adjacent inside some vocab token */
+  bool no_word_cuts;             /* char_pairs cannot be trusted: never cut words */
   int32_t unk_id;      /* -1 if none */
   bool byte_fallback, fuse_unk, ignore_merges;
   int32_t byte_ids[256]; /* <0xNN> ids, -1 where absent */

@@ -100,6 +100,58 @@ int32_t mpl_tok__strmap_get(const struct tok_strmap *m, const char *key, size_t 
   return -1;
 }
 
+/* ---- pair maps ---------------------------------------------------------------- */
+
+enum mpl_status mpl_tok__pairmap_init(struct tok_pairmap *m, size_t n_expected) {
+  size_t cap = 16;
+  while (cap < n_expected * 2 + 1) cap *= 2;
+  m->cap = cap;
+  m->n = 0;
+  m->keys = malloc(cap * sizeof *m->keys);
+  m->ranks = malloc(cap * sizeof *m->ranks);
+  m->new_ids = malloc(cap * sizeof *m->new_ids);
+  if (!m->keys || !m->ranks || !m->new_ids)
+    return mpl_error_set(MPL_ERR_NOMEM, "tokenizer: no memory for %zu merges", n_expected);
+  memset(m->keys, 0xFF, cap * sizeof *m->keys);
+  return MPL_OK;
+}
+
+static inline uint64_t pair_hash(uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdull;
+  k ^= k >> 33;
+  return k;
+}
+
+/* keeps the first (best-ranked) entry of a pair listed twice, as tokenizers does */
+void mpl_tok__pairmap_put(struct tok_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t new_id) {
+  uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+  size_t mask = m->cap - 1, i = pair_hash(key) & mask;
+  while (m->keys[i] != UINT64_MAX) {
+    if (m->keys[i] == key) return;
+    i = (i + 1) & mask;
+  }
+  m->keys[i] = key;
+  m->ranks[i] = rank;
+  m->new_ids[i] = new_id;
+  m->n++;
+}
+
+bool mpl_tok__pairmap_get(const struct tok_pairmap *m, int32_t a, int32_t b, int32_t *rank,
+                          int32_t *new_id) {
+  uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+  size_t mask = m->cap - 1, i = pair_hash(key) & mask;
+  while (m->keys[i] != UINT64_MAX) {
+    if (m->keys[i] == key) {
+      *rank = m->ranks[i];
+      *new_id = m->new_ids[i];
+      return true;
+    }
+    i = (i + 1) & mask;
+  }
+  return false;
+}
+
 /* ---- UTF-8 ---------------------------------------------------------------------- */
 
 int mpl_tok__utf8_next(const char *s, size_t n, uint32_t *cp) {

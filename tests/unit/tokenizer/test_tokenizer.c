@@ -8,6 +8,7 @@
 
 #include "mpillm/tokenizer.h"
 #include "mpl_test.h"
+#include "tokenizer/tok_internal.h"
 
 static char *read_text(const char *path) {
   FILE *f = fopen(path, "rb");
@@ -288,6 +289,50 @@ static void test_llama_tokenizer_class(void) {
   free(json);
 }
 
+/* long words are cut where no merge crosses: with the cuts switched off the ids
+ * are the same (the legacy LLaMA form has no pre-tokenizer, so all the fixture
+ * texts joined are one word of several KB: CJK and emoji through byte fallback) */
+static void test_long_word_cuts_are_exact(void) {
+  const char *dirs[] = {"tests/fixtures/llama_gqa", "tests/fixtures/tokenizers/metaspace"};
+  for (int d = 0; d < 2; d++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s%s", dirs[d], d == 0 ? "/hf" : "");
+    struct mpl_tokenizer *tok = load_dir(mpl_test_source_path(path));
+    struct mpl_tokenizer *plain = load_dir(mpl_test_source_path(path));
+    CU_ASSERT_FATAL(tok && plain);
+    CU_ASSERT(!tok->no_word_cuts);
+    plain->no_word_cuts = true;
+    snprintf(path, sizeof path, "%s/tokenizer_cases.json", dirs[d]);
+    char *json = read_text(mpl_test_source_path(path));
+    cJSON *cases = cJSON_Parse(json);
+    CU_ASSERT_FATAL(cJSON_GetArraySize(cases) > 0);
+    size_t cap = 1 << 16, len = 0;
+    char *text = calloc(1, cap);
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cases) {
+      const char *t = cJSON_GetObjectItem(c, "text")->valuestring;
+      if (len + strlen(t) + 2 < cap && !strstr(t, "<s>") && !strstr(t, "</s>")) {
+        strcat(text, t);
+        strcat(text, " ");
+        len += strlen(t) + 1;
+      }
+    }
+    CU_ASSERT(len > 2000);
+    int32_t *a = NULL, *b = NULL;
+    int na = 0, nb = 0;
+    CU_ASSERT_EQUAL(mpl_tok_encode(tok, text, len, false, &a, &na), MPL_OK);
+    CU_ASSERT_EQUAL(mpl_tok_encode(plain, text, len, false, &b, &nb), MPL_OK);
+    CU_ASSERT(na > 500 && na == nb && memcmp(a, b, (size_t)na * sizeof *a) == 0);
+    free(a);
+    free(b);
+    free(text);
+    free(json);
+    cJSON_Delete(cases);
+    mpl_tok_destroy(tok);
+    mpl_tok_destroy(plain);
+  }
+}
+
 /* the smallest BPE: merges given as pairs, ranks decide the order */
 static void test_merge_ranks(void) {
   const char *json = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \"ab\": 3, "
@@ -314,4 +359,5 @@ MPL_TEST_SUITE(tokenizer, MPL_TEST(test_cases_llama_gqa), MPL_TEST(test_cases_qw
                MPL_TEST(test_cases_gpt2), MPL_TEST(test_cases_llama3), MPL_TEST(test_cases_metaspace),
                MPL_TEST(test_cases_extra_dirs), MPL_TEST(test_special_ids),
                MPL_TEST(test_stream_holds_split_character), MPL_TEST(test_bad_files),
-               MPL_TEST(test_merge_ranks), MPL_TEST(test_llama_tokenizer_class))
+               MPL_TEST(test_merge_ranks), MPL_TEST(test_llama_tokenizer_class),
+               MPL_TEST(test_long_word_cuts_are_exact))
