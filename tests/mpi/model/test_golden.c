@@ -83,8 +83,10 @@ static enum mpl_status convert(const char *fixture, enum mpl_dtype dtype, const 
   return mpl_par_agree(grid.world, st);
 }
 
-/* Loads the model at path on tp_comm (tp_rank/tp_size from it). Collective on tp_comm. */
-static enum mpl_status load(const char *path, MPI_Comm tp_comm, struct mpl_model **m) {
+/* Loads stage pp_rank of pp_size of the model at path on tp_comm (tp_rank/tp_size
+ * from it). Collective on tp_comm. */
+static enum mpl_status load_stage(const char *path, MPI_Comm tp_comm, int pp_rank, int pp_size,
+                                  struct mpl_model **m) {
   *m = NULL;
   struct mpl_model_file *f = NULL;
   struct mpl_model_config cfg;
@@ -94,11 +96,16 @@ static enum mpl_status load(const char *path, MPI_Comm tp_comm, struct mpl_model
   if (f) mpl_io_close(f);
   struct mpl_model_part part;
   if (st == MPL_OK)
-    st = mpl_model_part_for(&cfg, 0, 1, NULL, mpl_par_comm_rank(tp_comm), mpl_par_comm_size(tp_comm), &part);
+    st = mpl_model_part_for(&cfg, pp_rank, pp_size, NULL, mpl_par_comm_rank(tp_comm),
+                            mpl_par_comm_size(tp_comm), &part);
   st = mpl_par_agree(tp_comm, st);
   if (st == MPL_OK) st = mpl_model_load(path, &part, tp_comm, m);
   if (st != MPL_OK) fprintf(stderr, "load %s: %s\n", path, mpl_error_message());
   return st;
+}
+
+static enum mpl_status load(const char *path, MPI_Comm tp_comm, struct mpl_model **m) {
+  return load_stage(path, tp_comm, 0, 1, m);
 }
 
 /* The token with the largest logit over the whole vocabulary (split over tp_comm). */
@@ -366,6 +373,69 @@ static void test_context_limit(void) {
   mpl_model_destroy(m);
 }
 
+/* Two pipeline stages in one process (the first embeds, the second holds the head,
+ * tied or not) give the logits of the whole model: the three prompts in one batch. */
+static void check_two_stages(const char *fixture) {
+  char path[4096], tag[128];
+  snprintf(tag, sizeof tag, "%s_f32", fixture);
+  for (char *c = tag; *c; c++)
+    if (*c == '/') *c = '_';
+  struct reference r;
+  char ref_path[4096];
+  snprintf(ref_path, sizeof ref_path, "%s/reference.h5", mpl_test_source_path(fixture));
+  bool have_ref = read_reference(ref_path, &r);
+  enum mpl_status st = mpl_par_agree(grid.world, have_ref ? MPL_OK : MPL_ERR_IO);
+  if (st == MPL_OK) st = convert(fixture, MPL_DTYPE_F32, tag, path, sizeof path);
+  struct mpl_model *whole = NULL, *s0 = NULL, *s1 = NULL;
+  if (st == MPL_OK) st = load(path, grid.tp_comm, &whole);
+  if (st == MPL_OK) st = load_stage(path, grid.tp_comm, 0, 2, &s0);
+  if (st == MPL_OK) st = load_stage(path, grid.tp_comm, 1, 2, &s1);
+  st = mpl_par_agree(grid.world, st);
+  CU_ASSERT_EQUAL(st, MPL_OK);
+  if (st == MPL_OK) {
+    CU_ASSERT(mpl_model_part(s0)->has_embedding && !mpl_model_part(s0)->has_head);
+    CU_ASSERT(!mpl_model_part(s1)->has_embedding && mpl_model_part(s1)->has_head);
+    int v0, v1, n = 0, dim = mpl_model_config(whole)->hidden_size;
+    mpl_model_vocab_range(whole, &v0, &v1);
+    int32_t tok[N_PROMPTS * MAX_T], pos[N_PROMPTS * MAX_T], seq[N_PROMPTS * MAX_T], rows[N_PROMPTS * MAX_T];
+    for (int p = 0; p < N_PROMPTS; p++)
+      for (int t = 0; t < r.n_tokens[p]; t++, n++) tok[n] = r.ids[p][t], pos[n] = t, seq[n] = p, rows[n] = n;
+    struct mpl_batch b = {n, tok, pos, seq, n, rows};
+    float *a = malloc(sizeof(float) * (size_t)n * (v1 - v0)), *c = malloc(sizeof(float) * (size_t)n * (v1 - v0));
+    float *x = malloc(sizeof(float) * (size_t)n * dim);
+    struct mpl_kv_cache *kw = NULL, *k0 = NULL, *k1 = NULL;
+    st = mpl_kv_create(whole, N_PROMPTS, MAX_T, &kw);
+    if (st == MPL_OK) st = mpl_kv_create(s0, N_PROMPTS, MAX_T, &k0);
+    if (st == MPL_OK) st = mpl_kv_create(s1, N_PROMPTS, MAX_T, &k1);
+    if (st == MPL_OK) st = mpl_model_forward(whole, kw, &b, NULL, NULL, a);
+    if (st == MPL_OK) st = mpl_model_forward(s0, k0, &b, NULL, x, NULL);
+    if (st == MPL_OK) st = mpl_model_forward(s1, k1, &b, x, NULL, c);
+    CU_ASSERT_EQUAL(st, MPL_OK);
+    double err = 0, scale = 0;
+    for (size_t i = 0; st == MPL_OK && i < (size_t)n * (v1 - v0); i++) {
+      err = fmax(err, fabs((double)a[i] - c[i]));
+      scale = fmax(scale, fabs(a[i]));
+    }
+    CU_ASSERT(err <= 1e-6 * scale);
+    mpl_kv_destroy(kw);
+    mpl_kv_destroy(k0);
+    mpl_kv_destroy(k1);
+    free(a);
+    free(c);
+    free(x);
+  }
+  mpl_model_destroy(whole);
+  mpl_model_destroy(s0);
+  mpl_model_destroy(s1);
+  if (have_ref) free_reference(&r);
+}
+
+static void test_two_stages(void) {
+  check_two_stages("tests/fixtures/llama_gqa");
+  check_two_stages("tests/fixtures/qwen2_tied");
+  check_two_stages("tests/fixtures/gpt2");
+}
+
 static void test_setup(void) {
   int n = mpl_par_world_size();
   CU_ASSERT_EQUAL_FATAL(mpl_par_grid_init(&grid, 1, 1, n), MPL_OK);
@@ -383,4 +453,4 @@ static void test_cleanup(void) {
 
 MPL_TEST_SUITE(model_golden, MPL_TEST(test_setup), MPL_TEST(test_llama_gqa), MPL_TEST(test_qwen2_tied),
                MPL_TEST(test_gpt2), MPL_TEST(test_import_bf16_weights), MPL_TEST(test_import_f16_weights),
-               MPL_TEST(test_bf16_storage), MPL_TEST(test_context_limit), MPL_TEST(test_cleanup))
+               MPL_TEST(test_bf16_storage), MPL_TEST(test_two_stages), MPL_TEST(test_context_limit), MPL_TEST(test_cleanup))
