@@ -66,8 +66,9 @@ enum mpl_status mpl_tensor_isa_select(enum mpl_isa isa);
 /* A linear layer without bias: y[t][o] = sum_i x[t][i] * w[o][i] for t < n, o < n_out.
  * y: [n][ldy], x: [n][ldx] f32; w: [n_out][n_in] in dtype (f32 or bf16), rows
  * contiguous (torch's Linear layout). Few rows (decode) stream the weights once per
- * group of four rows with the vector kernels, threads splitting the output rows;
- * many rows (prompts) go to sgemm, bf16 weights converted to f32 in tiles. Local. */
+ * group of four rows (eight with AVX-512) with the vector kernels, threads splitting
+ * the output rows; many rows (prompts) go to sgemm, bf16 weights converted to f32 in
+ * tiles. Local. */
 void mpl_tensor_linear(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
                        enum mpl_dtype dtype, int n, int n_out, int n_in);
 /* The two paths of mpl_tensor_linear, forced (tests, benchmarks), and the slow

@@ -129,12 +129,16 @@ static void check_dtype(enum mpl_dtype dtype) {
              mpl_dtype_name(dtype));
 }
 
-/* Each thread streams its own rows of w once per group of four activation rows. */
+/* Activation rows one pass of a rows kernel takes (registers hold their sums). */
+static int rows_per_pass(void) { return mpl_tensor_isa() == MPL_ISA_AVX512 ? 8 : 4; }
+
+/* Each thread streams its own rows of w once per group of activation rows. */
 static void rows_share(void *ctx, int64_t begin, int64_t end, int thread) {
   (void)thread;
   const struct linear_job *j = ctx;
-  for (int t0 = 0; t0 < j->n; t0 += 4) {
-    int n_x = j->n - t0 < 4 ? j->n - t0 : 4;
+  int per = rows_per_pass();
+  for (int t0 = 0; t0 < j->n; t0 += per) {
+    int n_x = j->n - t0 < per ? j->n - t0 : per;
     rows_kernel(j->y + t0 * j->ldy, j->ldy, j->x + t0 * j->ldx, j->ldx, n_x, j->w, j->dtype, begin,
                 end, j->n_in);
   }

@@ -1,4 +1,4 @@
-/* AVX-512 kernels: weight rows streamed once against up to four activation rows,
+/* AVX-512 kernels: weight rows streamed once against up to eight activation rows,
  * bf16 widened to f32 in registers (a shift), tails by masked loads. */
 #include <immintrin.h>
 
@@ -27,7 +27,7 @@ INLINE void rows_n(const int N, const bool bf16, float *y, int64_t ldy, const fl
   for (int64_t o = row0; o < row1; o++) {
     const void *wr = bf16 ? (const void *)((const uint16_t *)w + o * n_in)
                           : (const void *)((const float *)w + o * n_in);
-    __m512 acc0[4], acc1[4];
+    __m512 acc0[8], acc1[8]; /* 16 of the 32 registers at most */
     for (int t = 0; t < N; t++) acc0[t] = acc1[t] = _mm512_setzero_ps();
     int i = 0;
     for (; i + 32 <= n_in; i += 32) {
@@ -60,6 +60,10 @@ MPL_ROWS_KERNEL(avx512) {
     CASE(2)
     CASE(3)
     CASE(4)
+    CASE(5)
+    CASE(6)
+    CASE(7)
+    CASE(8)
   default:
     MPL_ASSERT(0, "rows kernel for %d rows", n_x);
   }

@@ -28,7 +28,7 @@ static double linear_error(const float *y, const float *ref, int n, int n_out, i
 }
 
 static const int shapes[][2] = {{1, 1}, {7, 13}, {33, 17}, {64, 100}, {129, 257}, {40, 4096 + 31}, {600, 33}};
-static const int batches[] = {1, 2, 3, 4, 5, 9, 13, 40};
+static const int batches[] = {1, 2, 3, 4, 5, 7, 8, 9, 11, 13, 17, 40};
 
 static void check_linear_all(const char *what) {
   for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
