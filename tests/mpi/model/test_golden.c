@@ -436,6 +436,39 @@ static void test_two_stages(void) {
   check_two_stages("tests/fixtures/gpt2");
 }
 
+/* A file whose config disagrees with a tensor's shape is refused on every rank with
+ * one message naming the tensor (the config's intermediate_size is rewritten here). */
+static void test_shape_mismatch(void) {
+  char good[4096], bad[4096];
+  enum mpl_status st = convert("tests/fixtures/llama_gqa", MPL_DTYPE_F32, "tests_fixtures_llama_gqa_f32",
+                               good, sizeof good);
+  snprintf(bad, sizeof bad, "%s/bad_shape.h5", scratch);
+  if (st == MPL_OK && grid.rank == 0) {
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", good, bad);
+    st = system(cmd) == 0 ? MPL_OK : MPL_ERR_IO;
+    hid_t f = st == MPL_OK ? H5Fopen(bad, H5F_ACC_RDWR, H5P_DEFAULT) : -1;
+    hid_t g = f >= 0 ? H5Gopen2(f, "/config", H5P_DEFAULT) : -1;
+    hid_t a = g >= 0 ? H5Aopen(g, "intermediate_size", H5P_DEFAULT) : -1;
+    int64_t v = 512;
+    if (a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &v) < 0) st = MPL_ERR_IO;
+    if (st != MPL_OK) H5Eprint2(H5E_DEFAULT, stderr);
+    if (a >= 0) H5Aclose(a);
+    if (g >= 0) H5Gclose(g);
+    if (f >= 0) H5Fclose(f);
+  }
+  st = mpl_par_agree(grid.world, st);
+  CU_ASSERT_EQUAL(st, MPL_OK);
+  if (st != MPL_OK) return;
+  struct mpl_model *m = NULL;
+  st = load(bad, grid.tp_comm, &m);
+  CU_ASSERT_EQUAL(st, MPL_ERR_FORMAT);
+  CU_ASSERT_PTR_NULL(m);
+  CU_ASSERT_PTR_NOT_NULL(strstr(mpl_error_message(), "mlp.gate_proj.weight"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(mpl_error_message(), "[520, 96]"));
+  mpl_model_destroy(m);
+}
+
 static void test_setup(void) {
   int n = mpl_par_world_size();
   CU_ASSERT_EQUAL_FATAL(mpl_par_grid_init(&grid, 1, 1, n), MPL_OK);
@@ -453,4 +486,5 @@ static void test_cleanup(void) {
 
 MPL_TEST_SUITE(model_golden, MPL_TEST(test_setup), MPL_TEST(test_llama_gqa), MPL_TEST(test_qwen2_tied),
                MPL_TEST(test_gpt2), MPL_TEST(test_import_bf16_weights), MPL_TEST(test_import_f16_weights),
-               MPL_TEST(test_bf16_storage), MPL_TEST(test_two_stages), MPL_TEST(test_context_limit), MPL_TEST(test_cleanup))
+               MPL_TEST(test_bf16_storage), MPL_TEST(test_two_stages), MPL_TEST(test_context_limit), MPL_TEST(test_shape_mismatch),
+               MPL_TEST(test_cleanup))
