@@ -133,7 +133,8 @@ void mpl_blend_runner_destroy(struct mpl_blend_runner *runner);
 const struct mpl_blend_config *mpl_blend_runner_config(const struct mpl_blend_runner *runner);
 /* Bytes of weights this rank holds. Local. */
 size_t mpl_blend_runner_weight_bytes(const struct mpl_blend_runner *runner);
-/* One line describing the plan ("7 ranks: 2 model-parallel groups of 5+2 ..."). */
+/* One line describing the plan ("mode model on 7 ranks, L=5: 2 model-parallel groups
+ * (last of 2 ranks); rank 0 holds sub-models [0, 1), ..."). */
 const char *mpl_blend_runner_describe(const struct mpl_blend_runner *runner);
 
 /* Runs a batch: x [n_rows][n_features] on the root (rank 0 of comm) is spread over
