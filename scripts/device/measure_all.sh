@@ -47,8 +47,11 @@ fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONUNBUFFERED=1
 # ranks only read the model file: no need for HDF5's file locks on whatever file system /tmp is
 export HDF5_USE_FILE_LOCKING=FALSE
-# shared memory between ranks of one host, nothing else (no UCX probing in a VM)
-export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1} OMPI_MCA_btl=${OMPI_MCA_btl:-self,vader}
+# shared memory between ranks of one host, nothing else (no UCX probing in a VM);
+# main() may drop these when 2 ranks cannot talk with them, and sections inherit that
+if [ "${1:-}" != --section ]; then
+  export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1} OMPI_MCA_btl=${OMPI_MCA_btl:-self,vader}
+fi
 
 # Open MPI binding for n ranks: one core each while they fit, else none
 bind_flags() {
@@ -137,7 +140,7 @@ section_d() {
   echo
   if [ -n "${MPILLM_BIN:-}" ] && [ -x "$MPILLM_BIN" ]; then
     # shellcheck disable=SC2046
-    timeout 60 mpiexec -n 2 $(bind_flags 2) "$MPILLM_BIN" info --comm-bench 2>&1
+    timeout 60 mpiexec -n 2 --bind-to none "$MPILLM_BIN" info --comm-bench 2>&1
   fi
 }
 
@@ -235,16 +238,22 @@ main() {
   fi
   export MPILLM_BIN
 
+  # d first: it is quick, and it tells whether MPI runs at all
+  section_d >"$OUT/machine.txt" 2>&1
+  if ! grep -q '^comm-bench [0-9]' "$OUT/machine.txt"; then
+    echo "mpiexec -n 2 failed with ob1/self,vader; trying without single-copy shared memory"
+    export OMPI_MCA_btl_vader_single_copy_mechanism=none
+    section_d >"$OUT/machine.txt" 2>&1
+  fi
+  if ! grep -q '^comm-bench [0-9]' "$OUT/machine.txt"; then
+    echo "mpiexec -n 2 failed again; trying Open MPI's own choice of transports"
+    unset OMPI_MCA_pml OMPI_MCA_btl OMPI_MCA_btl_vader_single_copy_mechanism
+    section_d >"$OUT/machine.txt" 2>&1
+    grep -q '^comm-bench [0-9]' "$OUT/machine.txt" || echo "mpiexec -n 2 still fails: see machine.txt"
+  fi
   if ! timeout 60 mpiexec -n 2 --bind-to core --map-by core true >/dev/null 2>&1; then
     echo "mpiexec --bind-to core fails here: ranks run unbound"
     export MEASURE_NO_BIND=1
-  fi
-  # d first: it is quick, and it tells whether MPI runs at all
-  section_d >"$OUT/machine.txt" 2>&1
-  if ! grep -q 'comm-bench' "$OUT/machine.txt"; then
-    echo "mpiexec -n 2 failed with the defaults; trying without single-copy shared memory"
-    export OMPI_MCA_btl_vader_single_copy_mechanism=none
-    section_d >"$OUT/machine.txt" 2>&1
   fi
   grep -E '^(Model name|CPU\(s\)|Thread|Core|Socket|NUMA node\(s\)|L3)|MemTotal|^MPI|^OpenBLAS|^HDF5|^launch' "$OUT/machine.txt"
   cp "$OUT/machine.txt" "$W/txt/"
