@@ -81,7 +81,7 @@ static enum mpl_status share_requests(struct mpl_rt *rt, const struct mpl_reques
       memcpy(*ids + off, r->prompt, (size_t)r->n_prompt * sizeof(int32_t));
       off += r->n_prompt;
     }
-    memcpy(*eos, opts->eos_ids, (size_t)opts->n_eos * sizeof(int32_t));
+    if (opts->n_eos > 0) memcpy(*eos, opts->eos_ids, (size_t)opts->n_eos * sizeof(int32_t));
   }
   st = mpl_par_bcast(g->world, *wreqs, (size_t)n * sizeof **wreqs, 0);
   if (st == MPL_OK) st = mpl_par_bcast(g->world, *ids, (size_t)counts[1] * sizeof **ids, 0);

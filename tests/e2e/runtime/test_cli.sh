@@ -26,7 +26,7 @@ JSONL
 ids=$(sed 's/^{"id":"\([^"]*\)".*/\1/' "$work/a1.jsonl" | tr '\n' ' ')
 [ "$ids" = "first second 2 " ] || fail "answers out of order: $ids"
 gen() { sed 's/.*"generated_ids":\(\[[^]]*\]\).*/\1/' "$1"; }
-for layout in "--dp 2" "--pp 2"; do
+for layout in "--dp 2"; do # every layout is the MPI test's job; this is the command line's
   # shellcheck disable=SC2086
   mpi 2 generate -m "$model" --input "$work/req.jsonl" --seed 5 --ignore-eos -o "$work/a2.jsonl" $layout 2>"$work/err" \
     || fail "generate $layout: $(cat "$work/err")"
@@ -41,13 +41,11 @@ grep -q '"prompt_ids":\[1,5,6,7\]' "$work/out" || fail "json: $(cat "$work/out")
 head -c 4 "$work/l.h5" | od -c | grep -q 'H   D   F' || fail "logits file is not HDF5"
 if command -v h5ls >/dev/null; then h5ls "$work/l.h5" | grep -q "logits *Dataset {4, 403}" || fail "logits shape: $(h5ls "$work/l.h5")"; fi
 
-# eval: the same perplexity on 1 and 2 ranks
+# eval (its layouts are the MPI test's job)
 printf 'The quick brown fox jumps over the lazy dog. %.0s' $(seq 40) >"$work/text.txt"
 "$bin" eval -m "$model" --text "$work/text.txt" --ctx 32 --json >"$work/e1" 2>"$work/err" || fail "eval: $(cat "$work/err")"
-mpi 2 eval -m "$model" --text "$work/text.txt" --ctx 32 --tp 2 --json >"$work/e2" 2>"$work/err" || fail "eval tp 2: $(cat "$work/err")"
-ppl() { sed 's/.*"perplexity":\([0-9.e+]*\).*/\1/' "$1"; }
-awk -v a="$(ppl "$work/e1")" -v b="$(ppl "$work/e2")" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a > 1 && d <= 1e-5 * a) }' \
-  || fail "perplexity $(ppl "$work/e1") vs $(ppl "$work/e2") on tp 2"
+grep -q '"perplexity":[0-9]' "$work/e1" || fail "eval json: $(cat "$work/e1")"
+grep -q '"windows":' "$work/e1" || fail "eval json: $(cat "$work/e1")"
 
 # bench: the table and the JSON
 mpi 2 bench -m "$model" --prompt-len 8 --gen 4 --batch 1,2 --reps 1 --warmup 0 --bw-mib 0 --pp 2 --json "$work/b.json" >"$work/out" 2>"$work/err" \
@@ -65,9 +63,9 @@ expect_error() { # WHAT NEEDLE command...
 }
 expect_error "wrong world size" "does not fit" "${mpi2[@]}" generate -m "$model" -p hi --tp 3
 expect_error "more stages than layers" "needs at least 3 layers" "$mpiexec" -n 3 "${flags[@]}" "$bin" generate -m "$model" -p hi --pp 3
-expect_error "a stage split that is not the model's" "layers" "${mpi2[@]}" generate -m "$model" -p hi --pp 2 --pp-layers 1,3
 long=$(seq -s, 1 200)
 expect_error "prompt beyond the context" "request 0" "${mpi2[@]}" generate -m "$model" --prompt-ids "$long" --dp 2
-expect_error "bad request line" "req_bad.jsonl:2" bash -c "printf '{\"prompt\":\"a\"}\n{\"prompt\":5}\n' >'$work/req_bad.jsonl'; '$bin' generate -m '$model' --input '$work/req_bad.jsonl'"
+printf '{"prompt":"a"}\n{"prompt":5}\n' >"$work/req_bad.jsonl"
+expect_error "bad request line" "req_bad.jsonl:2" "$bin" generate -m "$model" --input "$work/req_bad.jsonl"
 expect_error "no prompt" "exactly one" "$bin" generate -m "$model"
 echo "e2e runtime cli: ok"
