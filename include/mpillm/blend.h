@@ -13,6 +13,7 @@
  *   /tensors/submodel_<i>.dense_0.kernel [in_i, h]  .bias [h]
  *   /tensors/submodel_<i>.dense_1.kernel [h, h]     .bias [h]
  *   /tensors/head.kernel [L*h, C]                    head.bias [C]
+ * (or, sharded, /tensors/submodel_<i>.* are external links into <name>.sub<i>.h5)
  * every tensor f32 with attrs crc32 (of its little-endian bytes) and dtype="f32".
  * Dense kernels are [in, out] (Keras's layout): y = x @ kernel + bias. */
 #ifndef MPILLM_BLEND_H
@@ -89,6 +90,12 @@ enum mpl_status mpl_blend_file_load(const char *path, int sub_begin, int sub_end
 /* Writes a whole model (sub_begin 0, sub_end L) to path through a temporary file and
  * a rename, so that nothing is left half-written. Local. */
 enum mpl_status mpl_blend_file_write(const char *path, const struct mpl_blend_model *model);
+/* The same as shards: sub-model i's tensors go to "<path without .h5>.sub<i>.h5" and
+ * the main file's /tensors/submodel_<i>.* are HDF5 external links to them (config and
+ * head stay in the main file), so that in model mode a rank opens only its own
+ * shards. Readers need no change; a missing shard is named by the rank that needs
+ * it. Local. */
+enum mpl_status mpl_blend_file_write_shards(const char *path, const struct mpl_blend_model *model);
 
 /* Reads a 2-D f32 dataset (name, e.g. "x") of an HDF5 file: *data [*n_rows][*n_cols],
  * freed by the caller with mpl_free. Local. */

@@ -206,7 +206,7 @@ enum mpl_status mpl_cmd_bench_blend(int argc, char **argv, struct mpl_cli_ctx *c
   if (!model) return mpl_error_set(MPL_ERR_ARG, "bench needs a model (-m FILE)");
   struct mpl_blend_config probe;
   if (mpl_blend_file_read_config(model, &probe) != MPL_OK)
-    return mpl_error_wrap("bench of the seed network: ");
+    return mpl_error_wrap("bench of the seed network");
   if (reps < 1 || warmup < 0) return mpl_error_set(MPL_ERR_ARG, "--reps must be >= 1, --warmup >= 0");
   double *rows = NULL, *alphas = NULL;
   int n_rows = 0, n_alphas = 0, n_modes = 0;

@@ -48,6 +48,7 @@ enum mpl_status mpl_cmd_blend_init(int argc, char **argv, struct mpl_cli_ctx *ct
   (void)ctx;
   long n_sub = 0, hidden = 0, classes = 0, seed = 1, features = 0;
   const char *widths = NULL, *output = NULL;
+  bool shards = false;
   const struct mpl_opt opts[] = {
       {"submodels", 'L', MPL_OPT_INT, &n_sub, "L", "number of sub-models (required)"},
       {"in-widths", 0, MPL_OPT_STRING, &widths, "W1,W2,..", "feature slice width of each sub-model (required)"},
@@ -56,6 +57,8 @@ enum mpl_status mpl_cmd_blend_init(int argc, char **argv, struct mpl_cli_ctx *ct
       {"classes", 'C', MPL_OPT_INT, &classes, "C", "classes of the softmax head (required)"},
       {"seed", 0, MPL_OPT_INT, &seed, "S", "random seed (default 1)"},
       {"output", 'o', MPL_OPT_STRING, &output, "FILE", "model file to write (required)"},
+      {"shards", 0, MPL_OPT_FLAG, &shards, NULL,
+       "one file per sub-model beside FILE (FILE.sub<i>.h5), linked from FILE"},
   };
   const struct mpl_cmd_spec spec = {
       "blend-init",
@@ -99,7 +102,7 @@ enum mpl_status mpl_cmd_blend_init(int argc, char **argv, struct mpl_cli_ctx *ct
   size_t lh = (size_t)cfg.n_submodels * h;
   fill(m.head_w, lh * c, (float)sqrt(6.0 / (double)(lh + c)), &s);
   fill(m.head_b, c, 0.1f, &s);
-  st = mpl_blend_file_write(output, &m);
+  st = shards ? mpl_blend_file_write_shards(output, &m) : mpl_blend_file_write(output, &m);
   char size[32];
   if (st == MPL_OK)
     printf("wrote %s: L=%d, %lld features, h=%d, C=%d, %s of weights (seed %ld)\n", output,

@@ -11,12 +11,15 @@
 enum mpl_status mpl_cmd_convert(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   (void)ctx;
   const char *out = NULL, *dtype_name = NULL, *from = "hf";
+  bool shards = false;
   const struct mpl_opt opts[] = {
       {"output", 'o', MPL_OPT_STRING, &out, "FILE", "the model file to write (required)"},
       {"dtype", 0, MPL_OPT_STRING, &dtype_name, "f32|bf16",
        "stored weight type (default: as in the checkpoint; f16 becomes f32)"},
       {"from", 0, MPL_OPT_STRING, &from, "hf|keras",
        "hf: a Hugging Face directory (default); keras: the seed network's Keras .h5"},
+      {"shards", 0, MPL_OPT_FLAG, &shards, NULL,
+       "keras: one file per sub-model beside the output (FILE.sub<i>.h5), linked from it"},
   };
   const struct mpl_cmd_spec spec = {"convert", "mpillm convert HF_DIR -o model.h5 [--dtype f32|bf16] | convert --from keras FILE.h5 -o blend.h5",
                                     "Import a Hugging Face checkpoint directory into an HDF5 model file.",
@@ -40,7 +43,8 @@ enum mpl_status mpl_cmd_convert(int argc, char **argv, struct mpl_cli_ctx *ctx) 
     /* the seed network saved by Keras (model.save("x.h5")) into a blend model file */
     struct mpl_blend_model model;
     st = mpl_blend_keras_read(pos[0], &model);
-    if (st == MPL_OK) st = mpl_blend_file_write(out, &model);
+    if (st == MPL_OK)
+      st = shards ? mpl_blend_file_write_shards(out, &model) : mpl_blend_file_write(out, &model);
     if (st == MPL_OK)
       printf("wrote %s: blend model, L=%d, %lld features, h=%d, C=%d\n", out, model.cfg.n_submodels,
              (long long)mpl_blend_n_features(&model.cfg), model.cfg.hidden, model.cfg.n_classes);

@@ -81,7 +81,7 @@ static enum mpl_status read_int_attr(hid_t obj, const char *name, int *out, int 
 static enum mpl_status read_config(hid_t file, const char *path, struct mpl_blend_config *cfg) {
   char text[64];
   enum mpl_status st = read_string_attr(file, "format", text, sizeof text, path, "/");
-  if (st != MPL_OK) return mpl_error_wrap("not an mpillm model file: ");
+  if (st != MPL_OK) return mpl_error_wrap("not an mpillm model file");
   if (strcmp(text, "mpillm") != 0)
     return mpl_error_set(MPL_ERR_FORMAT, "%s: format is '%s', not 'mpillm'", path, text);
   if (H5Aexists(file, "format_version") > 0) {
@@ -148,6 +148,23 @@ enum mpl_status mpl_blend_file_read_config(const char *path, struct mpl_blend_co
 
 /* --- tensors ----------------------------------------------------------------------- */
 
+/* A tensor link that does not open: name the shard file when it is an external link. */
+static enum mpl_status missing_target(hid_t file, const char *full, const char *path,
+                                      const char *name) {
+  H5L_info_t info;
+  char value[1024];
+  const char *target_file = NULL, *target_obj = NULL;
+  unsigned flags = 0;
+  if (H5Lget_info(file, full, &info, H5P_DEFAULT) >= 0 && info.type == H5L_TYPE_EXTERNAL &&
+      info.u.val_size <= sizeof value && H5Lget_val(file, full, value, sizeof value, H5P_DEFAULT) >= 0 &&
+      H5Lunpack_elink_val(value, info.u.val_size, &flags, &target_file, &target_obj) >= 0)
+    return mpl_error_set(MPL_ERR_FORMAT,
+                         "%s: tensor %s lives in shard file %s (beside %s), which is missing or "
+                         "lacks it",
+                         path, name, target_file, path);
+  return mpl_error_set(MPL_ERR_FORMAT, "%s: tensor %s cannot be opened", path, name);
+}
+
 /* Reads rows [row0, row0 + n_rows) of tensor name (shape must be exactly dims) into
  * dst; the crc32 attribute is checked when the whole tensor is read. */
 static enum mpl_status read_tensor(hid_t file, const char *path, const char *name, int n_dims,
@@ -157,6 +174,7 @@ static enum mpl_status read_tensor(hid_t file, const char *path, const char *nam
   if (H5Lexists(file, "tensors", H5P_DEFAULT) <= 0 || H5Lexists(file, full, H5P_DEFAULT) <= 0)
     return mpl_error_set(MPL_ERR_FORMAT, "%s: tensor %s is missing", path, name);
   hid_t dset = H5Dopen2(file, full, H5P_DEFAULT);
+  if (dset < 0) return missing_target(file, full, path, name);
   hid_t space = H5Dget_space(dset);
   enum mpl_status st = MPL_OK;
   hsize_t got[4] = {0, 0, 0, 0};
@@ -234,7 +252,7 @@ enum mpl_status mpl_blend_file_load(const char *path, int sub_begin, int sub_end
     if (st == MPL_OK) st = read_tensor(file, path, name, 2, d_w1, 0, h, model->w1[k]);
     snprintf(name, sizeof name, "submodel_%d.dense_1.bias", i);
     if (st == MPL_OK) st = read_tensor(file, path, name, 1, d_b, 0, 1, model->b1[k]);
-    if (st != MPL_OK) mpl_error_wrap("sub-model %d of %d: ", i, cfg.n_submodels);
+    if (st != MPL_OK) mpl_error_wrap("sub-model %d of %d", i, cfg.n_submodels);
   }
   hsize_t d_head[2] = {(hsize_t)cfg.n_submodels * h, c}, d_hb[1] = {c};
   if (st == MPL_OK)
@@ -247,7 +265,34 @@ out_close_file:
   return st;
 }
 
-enum mpl_status mpl_blend_file_write(const char *path, const struct mpl_blend_model *model) {
+/* Writes the four tensors of sub-model i under group loc. */
+static enum mpl_status write_submodel(hid_t loc, const struct mpl_blend_model *model, int i) {
+  const struct mpl_blend_config *cfg = &model->cfg;
+  int64_t h = cfg->hidden;
+  int64_t d_w0[2] = {cfg->in_widths[i], h}, d_w1[2] = {h, h}, d_b[1] = {h};
+  const char *parts[4] = {"dense_0.kernel", "dense_0.bias", "dense_1.kernel", "dense_1.bias"};
+  const int64_t *shapes[4] = {d_w0, d_b, d_w1, d_b};
+  const float *data[4] = {model->w0[i], model->b0[i], model->w1[i], model->b1[i]};
+  enum mpl_status st = MPL_OK;
+  for (int k = 0; k < 4 && st == MPL_OK; k++) {
+    char name[128];
+    snprintf(name, sizeof name, "submodel_%d.%s", i, parts[k]);
+    st = mpl_io__dataset_write(loc, name, k % 2 ? 1 : 2, shapes[k], MPL_DTYPE_F32, data[k], NULL);
+  }
+  return st;
+}
+
+/* "dir/blend.h5" -> "dir/blend.sub3.h5"; base gets the name without the folder */
+static void shard_path(const char *path, int i, char *out, size_t out_bytes, const char **base) {
+  size_t len = strlen(path);
+  int stem = (int)(len > 3 && strcmp(path + len - 3, ".h5") == 0 ? len - 3 : len);
+  snprintf(out, out_bytes, "%.*s.sub%d.h5", stem, path, i);
+  const char *slash = strrchr(out, '/');
+  *base = slash ? slash + 1 : out;
+}
+
+static enum mpl_status write_model(const char *path, const struct mpl_blend_model *model,
+                                   bool shards) {
   const struct mpl_blend_config *cfg = &model->cfg;
   MPL_ASSERT(model->sub_begin == 0 && model->sub_end == cfg->n_submodels,
              "only a whole model is written");
@@ -271,34 +316,66 @@ enum mpl_status mpl_blend_file_write(const char *path, const struct mpl_blend_mo
   hid_t tensors = H5Gcreate2(w.file, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (tensors < 0 && st == MPL_OK) st = mpl_error_set(MPL_ERR_IO, "%s: cannot create /tensors", path);
   int64_t h = cfg->hidden, c = cfg->n_classes;
-  char name[128];
-#define PUT(n_dims, shape, data)                                                        \
-  if (st == MPL_OK)                                                                     \
-  st = mpl_io__dataset_write(tensors, name, n_dims, shape, MPL_DTYPE_F32, data, NULL)
+  /* shards: each sub-model in its own file, linked from /tensors of the main file,
+   * so that a rank that owns sub-model i opens only that file for its weights */
+  int n_written = 0;
   for (int i = 0; i < cfg->n_submodels && st == MPL_OK; i++) {
-    int64_t d_w0[2] = {cfg->in_widths[i], h}, d_w1[2] = {h, h}, d_b[1] = {h};
-    snprintf(name, sizeof name, "submodel_%d.dense_0.kernel", i);
-    PUT(2, d_w0, model->w0[i]);
-    snprintf(name, sizeof name, "submodel_%d.dense_0.bias", i);
-    PUT(1, d_b, model->b0[i]);
-    snprintf(name, sizeof name, "submodel_%d.dense_1.kernel", i);
-    PUT(2, d_w1, model->w1[i]);
-    snprintf(name, sizeof name, "submodel_%d.dense_1.bias", i);
-    PUT(1, d_b, model->b1[i]);
+    if (!shards) {
+      st = write_submodel(tensors, model, i);
+      continue;
+    }
+    char shard[4096], name[128];
+    const char *base = NULL;
+    shard_path(path, i, shard, sizeof shard, &base);
+    struct mpl_io__writer sw;
+    if ((st = mpl_io__writer_create(&sw, shard)) != MPL_OK) break;
+    st = mpl_io__attr_write_str(sw.file, "format", "mpillm");
+    if (st == MPL_OK) st = mpl_io__attr_write_str(sw.file, "arch", "blend-shard");
+    if (st == MPL_OK) st = mpl_io__attr_write_i64(sw.file, "submodel", i);
+    hid_t sg = H5Gcreate2(sw.file, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (st == MPL_OK) st = sg >= 0 ? write_submodel(sg, model, i) : mpl_error_set(MPL_ERR_IO, "%s: /tensors", shard);
+    if (sg >= 0) H5Gclose(sg);
+    if (st != MPL_OK) {
+      mpl_io__writer_abort(&sw);
+      break;
+    }
+    if ((st = mpl_io__writer_commit(&sw)) != MPL_OK) break;
+    n_written++;
+    const char *parts[4] = {"dense_0.kernel", "dense_0.bias", "dense_1.kernel", "dense_1.bias"};
+    for (int k = 0; k < 4 && st == MPL_OK; k++) {
+      char target[160];
+      snprintf(name, sizeof name, "submodel_%d.%s", i, parts[k]);
+      snprintf(target, sizeof target, "/tensors/%s", name);
+      if (H5Lcreate_external(base, target, tensors, name, H5P_DEFAULT, H5P_DEFAULT) < 0)
+        st = mpl_error_set(MPL_ERR_IO, "%s: cannot link %s to %s", path, name, base);
+    }
   }
   int64_t d_head[2] = {(int64_t)cfg->n_submodels * h, c}, d_hb[1] = {c};
-  snprintf(name, sizeof name, "head.kernel");
-  PUT(2, d_head, model->head_w);
-  snprintf(name, sizeof name, "head.bias");
-  PUT(1, d_hb, model->head_b);
-#undef PUT
+  if (st == MPL_OK)
+    st = mpl_io__dataset_write(tensors, "head.kernel", 2, d_head, MPL_DTYPE_F32, model->head_w, NULL);
+  if (st == MPL_OK)
+    st = mpl_io__dataset_write(tensors, "head.bias", 1, d_hb, MPL_DTYPE_F32, model->head_b, NULL);
   if (tensors >= 0) H5Gclose(tensors);
+  if (st == MPL_OK) st = mpl_io__writer_commit(&w);
+  else mpl_io__writer_abort(&w);
   if (st != MPL_OK) {
-    mpl_error_wrap("%s: ", path);
-    mpl_io__writer_abort(&w);
-    return st;
+    mpl_error_wrap("%s", path);
+    for (int i = 0; i < n_written; i++) { /* nothing half-written: the shards go too */
+      char shard[4096];
+      const char *base = NULL;
+      shard_path(path, i, shard, sizeof shard, &base);
+      unlink(shard);
+    }
   }
-  return mpl_io__writer_commit(&w);
+  return st;
+}
+
+enum mpl_status mpl_blend_file_write(const char *path, const struct mpl_blend_model *model) {
+  return write_model(path, model, false);
+}
+
+enum mpl_status mpl_blend_file_write_shards(const char *path, const struct mpl_blend_model *model) {
+  return write_model(path, model, true);
 }
 
 /* --- plain matrices: X in, probs and z out ----------------------------------------- */

@@ -1,7 +1,7 @@
-/* The seed network on however many ranks mpiexec gives (registered at 1, 2, 4, 5 and
- * 7): the Keras fixtures convert, every mode at several alphas matches the numpy
- * reference within 1e-5 (probabilities and z), and bad input fails on every rank with
- * one message naming the culprit. */
+/* The seed network on however many ranks mpiexec gives (registered at 1, 2, 3, 4, 5
+ * and 7): the Keras fixtures convert, every mode at several alphas matches the numpy
+ * reference within 1e-5 (probabilities and z), sharded files work, and bad input
+ * fails on every rank with one message naming the culprit. */
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -199,7 +199,42 @@ static void test_submodel_missing(void) {
                  "sub-model 3 of 5", NULL);
 }
 
+/* Sharded: each sub-model in its own file; model mode still matches numpy, and a
+ * missing shard fails on the rank that owns it, reported on every rank. */
+static void test_shards(void) {
+  char model[512], out[512], shard[512], away[512];
+  snprintf(model, sizeof model, "%s/sharded.h5", shared_dir());
+  snprintf(out, sizeof out, "%s/sharded_out.h5", shared_dir());
+  snprintf(shard, sizeof shard, "%s/sharded.sub3.h5", shared_dir());
+  snprintf(away, sizeof away, "%s/away.h5", shared_dir());
+  enum mpl_status st = MPL_OK;
+  if (mpl_par_world_rank() == 0) {
+    struct mpl_blend_model m;
+    st = mpl_blend_keras_read(mpl_test_source_path("tests/fixtures/blend/keras_L5.keras.h5"), &m);
+    if (st == MPL_OK) st = mpl_blend_file_write_shards(model, &m);
+    mpl_blend_model_free(&m);
+  }
+  st = mpl_par_agree(MPI_COMM_WORLD, st);
+  CU_ASSERT_EQUAL(st, MPL_OK);
+  if (st != MPL_OK) return;
+  st = infer(model, ref_path("keras_L5"), "model", "0", out);
+  CU_ASSERT_EQUAL(st, MPL_OK);
+  if (st == MPL_OK && mpl_par_world_rank() == 0) {
+    double dp = max_diff(out, ref_path("keras_L5"), "probs");
+    CU_ASSERT(dp >= 0 && dp <= TOL);
+  }
+  if (mpl_par_world_rank() == 0) rename(shard, away);
+  mpl_par_barrier(MPI_COMM_WORLD);
+  int n = mpl_par_world_size() < 5 ? mpl_par_world_size() : 5, owner = 0;
+  for (int k = 0; k < n; k++)
+    if (k * 5 / n <= 3 && 3 < (k + 1) * 5 / n) owner = k;
+  char who[32];
+  snprintf(who, sizeof who, "[rank %d]", owner);
+  expect_failure(infer(model, ref_path("keras_L5"), "model", "0", out), MPL_ERR_FORMAT,
+                 "lives in shard file sharded.sub3.h5", who);
+}
+
 MPL_TEST_SUITE(blend_modes, MPL_TEST(test_keras_L5_all_modes), MPL_TEST(test_keras_L3_all_modes));
 MPL_TEST_SUITE(blend_errors, MPL_TEST(test_alpha_outside_range),
                MPL_TEST(test_feature_count_mismatch), MPL_TEST(test_widths_do_not_add_up),
-               MPL_TEST(test_submodel_missing));
+               MPL_TEST(test_submodel_missing), MPL_TEST(test_shards));
