@@ -95,7 +95,7 @@ enum mpl_status mpl_cmd_inspect(int argc, char **argv, struct mpl_cli_ctx *ctx) 
   enum mpl_status config_st = st;
 
   int n = mpl_io_n_tensors(f), n_bad = 0;
-  const char *first_bad = NULL;
+  char first_bad[200] = ""; /* copied: the names go with the file */
   char first_message[1024] = "";
   double total = 0;
   printf("\n%-52s %-14s %-5s %12s  %s\n", "name", "shape", "dtype", "bytes", "checksum");
@@ -116,7 +116,7 @@ enum mpl_status mpl_cmd_inspect(int argc, char **argv, struct mpl_cli_ctx *ctx) 
     total += (double)bytes;
     enum mpl_status vst = mpl_io_verify_tensor(f, name);
     if (vst != MPL_OK && n_bad++ == 0) {
-      first_bad = name;
+      snprintf(first_bad, sizeof first_bad, "%s", name);
       snprintf(first_message, sizeof first_message, "%s", mpl_error_message());
     }
     printf("%-52s %-14s %-5s %12zu  %s\n", name, shape, mpl_dtype_name(info.dtype), bytes,
