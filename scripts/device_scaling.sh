@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Issue 4's scaling sweep in ONE command on a 16-core host (the device host):
 # build, make a random bf16 LLaMA of 1.7 GB, convert it, then bench
-#   - one rank with 16 and with 8 threads (the share-of-bandwidth figure, issue 3),
 #   - tp = 1, 2, 4, 8 at one thread per rank, ranks bound to cores, batch 1 (strong),
 #   - dp = 1, 8 at one thread per rank, batch 4 per replica (weak),
+#   - one rank with 16 and with 8 threads (the share-of-bandwidth figure, issue 3),
 # and writes under $OUT: bench_all.json (every bench's JSON, a list),
 # strong_scaling.png, weak_scaling.png (when matplotlib is there) and summary.txt.
 #
 # HERE, first:  scripts/device/fetch_deps.sh      (the .debs the device host lacks)
 # THERE:        scripts/device_scaling.sh          (device tool: carry .devwork)
 # Environment: OUT (default ./scaling-out), PROMPT_LEN (64), GEN (32), REPS (3),
-# WEAK_BATCH (4), MPILLM_BIN (skip the build: use this binary), MODEL_H5 (skip
+# WEAK_BATCH (4), SINGLE_THREADS (threads of the one-rank runs, default "16 8" on
+# 16 cores; "" skips them), MPILLM_BIN (skip the build: use this binary), MODEL_H5 (skip
 # making the model: use this file), STEP_TIMEOUT (seconds per bench, 300), BIND
 # (mpiexec placement, default "--bind-to core --map-by core").
 set -uo pipefail
@@ -72,11 +73,10 @@ run() { # NAME THREADS NRANKS [bench options...]
   if [ -f "$json" ]; then jsons+=("$json"); else say "$name: no result (failed or timed out)"; fi
 }
 
-ncpu=$(nproc)
-run single_16t "$ncpu" 1 --batch 1
-run single_8t 8 1 --batch 1
+# the issue-4 sweep first, so that a run cut short still has it
 for t in 1 2 4 8; do run "tp$t" 1 "$t" --tp "$t" --batch 1; done
 for d in 1 8; do run "dp$d" 1 "$d" --dp "$d" --batch "$WEAK_BATCH"; done
+for t in ${SINGLE_THREADS-$(nproc) 8}; do run "single_${t}t" "$t" 1 --batch 1; done
 
 # one file back instead of eight
 python3 - "$OUT/bench_all.json" "${jsons[@]}" <<'EOF'

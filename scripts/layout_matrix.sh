@@ -7,7 +7,8 @@
 # of max|logit| (when python3 has h5py). Layouts the model cannot take (more stages
 # than layers, more tensor ranks than heads) must fail with one message and a
 # non-zero exit; they count as passed when they do. Prints "N passed, M failed".
-#   scripts/layout_matrix.sh [BUILD_DIR]      (MAX_RANKS=4 for a quicker run)
+#   scripts/layout_matrix.sh [BUILD_DIR]      (MAX_RANKS=4 for a quicker run,
+#   MODELS="deep llama_gqa" for some of llama_gqa qwen2_tied gpt2 deep)
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -86,7 +87,7 @@ record() { # OK? NAME DETAIL
   else failed=$((failed + 1)); failures+=("$2: $3"); printf '  FAIL  %s: %s\n' "$2" "$3"; fi
 }
 
-for model in llama_gqa qwen2_tied gpt2 deep; do
+for model in ${MODELS:-llama_gqa qwen2_tied gpt2 deep}; do
   echo "== $model (${layers[$model]} layers, ${heads[$model]} heads)"
   # text for eval: random ids decoded by this model's tokenizer
   do_eval=0
@@ -113,7 +114,7 @@ for model in llama_gqa qwen2_tied gpt2 deep; do
           msg=$(grep -c 'mpillm: error' "$dir/err")
           if [ "$expect_refusal" = 1 ] && [ "$msg" = 1 ]; then record 0 "$name (refused: $(grep -o 'needs at least.*' "$dir/err" | head -c 60))" ""
           elif [ "$tp" -gt "${heads[$model]}" ] && [ "$msg" = 1 ]; then record 0 "$name (refused: tp > heads)" ""
-          else record 1 "$name" "$(grep 'mpillm: error' "$dir/err" | head -n 1 | cut -c1-200)"; fi
+          else record 1 "$name" "$(grep 'mpillm: error' "$dir/err" | head -n 1 | cut -c1-200)$(tail -n 2 "$dir/err" | cut -c1-200)"; fi
         fi
         # the same layout from a shard set cut for it (once per pp x tp)
         if [ "$expect_refusal" = 0 ] && [ "$dp" = 1 ] && [ $((pp * tp)) -gt 1 ] && [ "$tp" -le "${heads[$model]}" ]; then
@@ -122,7 +123,7 @@ for model in llama_gqa qwen2_tied gpt2 deep; do
             sdir=$dir-shards
             if run_case "$shards" "$n" "$sdir" --pp "$pp" --tp "$tp"; then
               why=$(compare "$ref" "$sdir"); record $? "$name from shards" "$why"
-            else record 1 "$name from shards" "$(grep 'mpillm: error' "$sdir/err" | head -n 1 | cut -c1-200)"; fi
+            else record 1 "$name from shards" "$(tail -n 2 "$sdir/err" | cut -c1-300)"; fi
           else record 1 "$name shard" "$(head -n 1 "$work/shard.err")"; fi
         fi
       done

@@ -152,8 +152,8 @@ struct mpl_rt_result {
   double decode_s;     /* from the end of its prefill to its last token */
 };
 
-/* Called on world rank 0 for each token of request 0 as it is produced (when
- * request 0 runs on rank 0's replica, which it always does). */
+/* Called on world rank 0 for each token that its replica generates, as it comes
+ * (request index, token id); with one request, that is every token of it. */
 typedef void (*mpl_rt_token_fn)(void *user, int request, int32_t token);
 
 struct mpl_rt_generate_options {
@@ -173,7 +173,7 @@ struct mpl_rt_generate_options {
  * Collective on the world. */
 enum mpl_status mpl_rt_generate(struct mpl_rt *rt, const struct mpl_request *reqs, int n_reqs,
                                 const struct mpl_rt_generate_options *opts,
-                                struct mpl_rt_result **results);
+                                struct mpl_rt_result **results); /* needed on rank 0 */
 void mpl_rt_results_free(struct mpl_rt_result *results, int n);
 
 /* Writes logits [n_rows][vocab] as dataset /logits (float32) of a new HDF5 file,

@@ -290,7 +290,7 @@ static enum mpl_status replica_step(struct mpl_rt *rt, const struct mpl_batch *b
   return mpl_par_agree(g->replica_comm, st);
 }
 
-static enum mpl_status bcast_batch(struct mpl_rt *rt, int32_t header[4]) {
+static enum mpl_status reserve_wire(struct mpl_rt *rt, int32_t header[4]) {
   size_t n = 4 + 3 * (size_t)header[1] + (size_t)header[2];
   return grow((void **)&rt->wire, &rt->wire_bytes, n * sizeof(int32_t), "batch");
 }
@@ -301,7 +301,7 @@ enum mpl_status mpl_rt_step(struct mpl_rt *rt, const struct mpl_batch *b, enum m
   const struct mpl_grid *g = &rt->grid;
   if (mpl_par_comm_size(g->replica_comm) > 1) {
     int32_t header[4] = {CMD_STEP, b->n_tokens, b->n_logits, (int32_t)mode};
-    enum mpl_status st = bcast_batch(rt, header);
+    enum mpl_status st = reserve_wire(rt, header);
     MPL_ASSERT(st == MPL_OK, "no memory for a batch of %d tokens", b->n_tokens);
     int32_t *w = rt->wire;
     size_t n = (size_t)b->n_tokens;
@@ -327,7 +327,7 @@ enum mpl_status mpl_rt_serve(struct mpl_rt *rt) {
     enum mpl_status st = mpl_par_bcast(g->replica_comm, header, sizeof header, 0);
     if (st != MPL_OK) return st;
     if (header[0] == CMD_FINISH) break;
-    st = bcast_batch(rt, header);
+    st = reserve_wire(rt, header);
     MPL_ASSERT(st == MPL_OK, "no memory for a batch of %d tokens", header[1]);
     size_t n = (size_t)header[1];
     int32_t *w = rt->wire;
