@@ -10,11 +10,18 @@
  *                      checkpoint, f32 or bf16 (a 16-bit HDF5 float with bf16's layout,
  *                      so h5dump shows values), chunked with Fletcher32; attrs
  *                      crc32 (of the stored little-endian bytes) and dtype
- *   /tokenizer         string datasets tokenizer.json, tokenizer_config.json,
+ *                      (tiles of ~1 MiB at most 512 columns wide, so row and column
+ *                      slices both read little extra). GPT-2's Conv1D weights (c_attn,
+ *                      c_proj, c_fc) are stored as in the checkpoint, [in, out]: the
+ *                      engine handles the orientation; GPT-2 names always carry the
+ *                      "transformer." prefix (added when the checkpoint lacks it). With
+ *                      tied embeddings there is no lm_head.weight.
+ *   /tokenizer         scalar UTF-8 string datasets tokenizer.json, tokenizer_config.json,
  *                      generation_config.json (those the checkpoint had)
  * A shard set is a folder of such files, one per (pp_rank, tp_rank), each holding
  * only that rank's rectangles, plus manifest.json; it is opened with the same calls,
- * and reads in the full tensor's coordinates work on it unchanged. */
+ * and reads in the full tensor's coordinates work on it unchanged (the shard file and
+ * manifest layouts are described in src/io/shard.c and README.md). */
 #ifndef MPILLM_IO_H
 #define MPILLM_IO_H
 
