@@ -348,6 +348,17 @@ static void test_merge_ranks(void) {
     CU_ASSERT_EQUAL(ids[1], 3);
   }
   free(ids);
+  /* the older "a b" form of the same merges gives the same ids */
+  const char *json2 = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \"ab\": 3, "
+                      "\"bc\": 4, \"abc\": 5}, \"merges\": [\"b c\", \"a b\", \"a bc\"]}}";
+  struct mpl_tokenizer *tok2 = NULL;
+  CU_ASSERT_EQUAL_FATAL(mpl_tok_create(json2, NULL, NULL, "inline", &tok2), MPL_OK);
+  int32_t *ids2 = NULL;
+  int n2 = 0;
+  CU_ASSERT_EQUAL(mpl_tok_encode(tok2, "abcab", 5, true, &ids2, &n2), MPL_OK);
+  CU_ASSERT(n2 == 2 && ids2[0] == 5 && ids2[1] == 3);
+  free(ids2);
+  mpl_tok_destroy(tok2);
   CU_ASSERT_EQUAL(mpl_tok_encode(tok, "\xFF", 1, false, &ids, &n), MPL_ERR_ARG);
   char *text = NULL;
   int32_t bad = 6;
