@@ -23,10 +23,12 @@ run() { # ranks, layout options...
   local n=$1; shift
   local out
   if [ "$n" = 1 ]; then
-    out=$("$bin" eval -m "$model" --text "$text" --ctx "$ctx" --json --threads 1 "$@")
+    out=$("$bin" eval -m "$model" --text "$text" --ctx "$ctx" --json --threads 1 "$@") ||
+      { echo "FAIL: eval on 1 rank exited non-zero" >&2; return 1; }
   else
     out=$("${MPIEXEC:?}" -n "$n" "${mpiflags[@]}" "$bin" eval -m "$model" --text "$text" \
-          --ctx "$ctx" --json --threads 1 "$@")
+          --ctx "$ctx" --json --threads 1 "$@") ||
+      { echo "FAIL: eval on $n ranks $* exited non-zero" >&2; return 1; }
   fi
   local ppl predicted
   ppl=$(field perplexity <<<"$out")
@@ -39,7 +41,7 @@ within() { # a b rel_tol
   python3 -c 'import sys; a, b, t = map(float, sys.argv[1:]); sys.exit(0 if abs(a / b - 1) <= t else 1)' "$@"
 }
 
-one=$(run 1)
+one=$(run 1) || exit 1
 within "$one" "$ref_ppl" 0.005 || { echo "FAIL: 1 rank $one is not within 0.5% of PyTorch's $ref_ppl" >&2; exit 1; }
 fail=0
 for layout in "--tp 4" "--pp 2 --tp 2" "--dp 2 --pp 2"; do
