@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "mpillm/tensor.h"
+#include "tensor/kernels.h"
 
 static const char *const dtype_names[MPL_DTYPE_COUNT] = {"f32", "bf16", "f16"};
 static const size_t dtype_bytes[MPL_DTYPE_COUNT] = {4, 2, 2};
@@ -54,11 +55,9 @@ void mpl_tensor_to_f32(float *dst, const void *src, enum mpl_dtype dtype, size_t
   case MPL_DTYPE_F32:
     memmove(dst, src, n * sizeof(float));
     return;
-  case MPL_DTYPE_BF16: {
-    const uint16_t *s = src;
-    for (size_t i = 0; i < n; i++) dst[i] = mpl_bf16_to_f32(s[i]);
+  case MPL_DTYPE_BF16:
+    mpl_tensor__bf16_to_f32(dst, src, n);
     return;
-  }
   case MPL_DTYPE_F16: {
     const uint16_t *s = src;
     for (size_t i = 0; i < n; i++) dst[i] = mpl_f16_to_f32(s[i]);

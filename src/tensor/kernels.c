@@ -111,6 +111,21 @@ float mpl_tensor_dot(const float *a, const float *b, int n) {
   }
 }
 
+void mpl_tensor__bf16_to_f32(float *dst, const uint16_t *src, size_t n) {
+  switch (mpl_tensor_isa()) {
+#if defined(__x86_64__)
+  case MPL_ISA_AVX512:
+    mpl_tensor__bf16_to_f32_avx512(dst, src, n);
+    return;
+  case MPL_ISA_AVX2:
+    mpl_tensor__bf16_to_f32_avx2(dst, src, n);
+    return;
+#endif
+  default:
+    for (size_t i = 0; i < n; i++) dst[i] = mpl_bf16_to_f32(src[i]);
+  }
+}
+
 /* --- linear layers ------------------------------------------------------------------ */
 struct linear_job {
   float *y;

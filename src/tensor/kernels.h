@@ -23,6 +23,11 @@ float mpl_tensor__sum_scalar(const float *a, size_t n);
 float mpl_tensor__sum_avx2(const float *a, size_t n);
 float mpl_tensor__sum_avx512(const float *a, size_t n);
 
+/* bf16 widened to f32 (mpl_tensor_to_f32 with the vector kernels). */
+void mpl_tensor__bf16_to_f32(float *dst, const uint16_t *src, size_t n);
+void mpl_tensor__bf16_to_f32_avx2(float *dst, const uint16_t *src, size_t n);
+void mpl_tensor__bf16_to_f32_avx512(float *dst, const uint16_t *src, size_t n);
+
 /* blas.c: y[n][ldy] = x[n][ldx] * w^T for w [n_rows][n_in] f32, one thread. */
 void mpl_tensor__sgemm_nt(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w,
                           int n, int n_rows, int n_in);

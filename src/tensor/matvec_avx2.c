@@ -90,3 +90,9 @@ float mpl_tensor__sum_avx2(const float *a, size_t n) {
   }
   return hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
 }
+
+void mpl_tensor__bf16_to_f32_avx2(float *dst, const uint16_t *src, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8(src, true, (int64_t)i));
+  for (; i < n; i++) dst[i] = mpl_bf16_to_f32(src[i]);
+}

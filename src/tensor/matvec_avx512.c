@@ -90,3 +90,13 @@ float mpl_tensor__sum_avx512(const float *a, size_t n) {
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
+
+void mpl_tensor__bf16_to_f32_avx512(float *dst, const uint16_t *src, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(dst + i, load16(src, true, (int64_t)i));
+  if (i < n) {
+    __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(dst + i, m, load16_mask(src, true, (int64_t)i, m));
+  }
+}

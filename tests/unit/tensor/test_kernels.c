@@ -140,6 +140,25 @@ static void test_dot_every_isa(void) {
   mpl_tensor_isa_select(best);
 }
 
+static void test_bf16_widening_every_isa(void) {
+  enum mpl_isa best = mpl_tensor_isa();
+  uint16_t src[77];
+  float dst[78];
+  unsigned seed = 5;
+  for (int i = 0; i < 77; i++) src[i] = mpl_f32_to_bf16(frand(&seed) * 100.0f);
+  for (int isa = 0; isa < MPL_ISA_COUNT; isa++) {
+    if (mpl_tensor_isa_select((enum mpl_isa)isa) != MPL_OK) continue;
+    for (int n = 0; n <= 77; n += 11) {
+      dst[n] = 12345.0f; /* must stay */
+      mpl_tensor_to_f32(dst, src, MPL_DTYPE_BF16, (size_t)n);
+      int bad = dst[n] != 12345.0f;
+      for (int i = 0; i < n; i++) bad += dst[i] != mpl_bf16_to_f32(src[i]);
+      CU_ASSERT_EQUAL(bad, 0);
+    }
+  }
+  mpl_tensor_isa_select(best);
+}
+
 static void test_norms(void) {
   float x[67], w[67], b[67], y[67];
   fill(x, 67, 1);
@@ -218,5 +237,6 @@ static void test_bandwidth_probe(void) {
 
 MPL_TEST_SUITE(tensor_kernels, MPL_TEST(test_linear_every_isa), MPL_TEST(test_linear_three_threads),
                MPL_TEST(test_thread_pool_covers_once), MPL_TEST(test_dot_every_isa),
+               MPL_TEST(test_bf16_widening_every_isa),
                MPL_TEST(test_norms), MPL_TEST(test_rope_rotate_half),
                MPL_TEST(test_softmax_and_activations), MPL_TEST(test_bandwidth_probe))
