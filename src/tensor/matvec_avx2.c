@@ -31,10 +31,12 @@ INLINE void rows_n(const int N, const bool bf16, float *y, int64_t ldy, const fl
     const void *wr = bf16 ? (const void *)((const uint16_t *)w + o * n_in)
                           : (const void *)((const float *)w + o * n_in);
     __m256 acc0[4], acc1[4];
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < N; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= n_in; i += 16) {
       __m256 w0 = load8(wr, bf16, i), w1 = load8(wr, bf16, i + 8);
+      _Pragma("GCC unroll 8")
       for (int t = 0; t < N; t++) {
         acc0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * ldx + i), acc0[t]);
         acc1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + t * ldx + i + 8), acc1[t]);
@@ -42,9 +44,11 @@ INLINE void rows_n(const int N, const bool bf16, float *y, int64_t ldy, const fl
     }
     for (; i + 8 <= n_in; i += 8) {
       __m256 w0 = load8(wr, bf16, i);
+      _Pragma("GCC unroll 8")
       for (int t = 0; t < N; t++)
         acc0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * ldx + i), acc0[t]);
     }
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < N; t++) {
       float s = hsum(_mm256_add_ps(acc0[t], acc1[t]));
       for (int j = i; j < n_in; j++) s += weight_at(wr, bf16, j) * x[t * ldx + j];

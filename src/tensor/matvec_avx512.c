@@ -28,10 +28,12 @@ INLINE void rows_n(const int N, const bool bf16, float *y, int64_t ldy, const fl
     const void *wr = bf16 ? (const void *)((const uint16_t *)w + o * n_in)
                           : (const void *)((const float *)w + o * n_in);
     __m512 acc0[8], acc1[8]; /* 16 of the 32 registers at most */
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < N; t++) acc0[t] = acc1[t] = _mm512_setzero_ps();
     int i = 0;
     for (; i + 32 <= n_in; i += 32) {
       __m512 w0 = load16(wr, bf16, i), w1 = load16(wr, bf16, i + 16);
+      _Pragma("GCC unroll 8")
       for (int t = 0; t < N; t++) {
         acc0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * ldx + i), acc0[t]);
         acc1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + t * ldx + i + 16), acc1[t]);
@@ -41,9 +43,11 @@ INLINE void rows_n(const int N, const bool bf16, float *y, int64_t ldy, const fl
       int rem = n_in - i;
       __mmask16 m = rem >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rem) - 1);
       __m512 w0 = load16_mask(wr, bf16, i, m);
+      _Pragma("GCC unroll 8")
       for (int t = 0; t < N; t++)
         acc0[t] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x + t * ldx + i), acc0[t]);
     }
+    _Pragma("GCC unroll 8")
     for (int t = 0; t < N; t++) y[t * ldy + o] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t]));
   }
 }
