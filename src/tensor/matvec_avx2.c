@@ -5,6 +5,9 @@
 #include "tensor/kernels.h"
 
 #define INLINE static inline __attribute__((always_inline))
+/* software prefetch distance of the weight stream: measured best of 512..4096 for
+ * one thread (the hardware prefetcher alone left ~25% of the bandwidth unused) */
+#define PREFETCH_BYTES 2048
 
 INLINE __m256 load8(const void *w, bool bf16, int64_t i) {
   if (bf16) {
@@ -35,6 +38,8 @@ INLINE void rows_n(const int N, const bool bf16, float *y, int64_t ldy, const fl
     for (int t = 0; t < N; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
     int i = 0;
     for (; i + 16 <= n_in; i += 16) {
+      /* the weight stream, PREFETCH_BYTES ahead (past the row's end is harmless) */
+      _mm_prefetch((const char *)wr + (bf16 ? 2 : 4) * i + PREFETCH_BYTES, _MM_HINT_T0);
       __m256 w0 = load8(wr, bf16, i), w1 = load8(wr, bf16, i + 8);
       _Pragma("GCC unroll 8")
       for (int t = 0; t < N; t++) {
