@@ -47,9 +47,11 @@ enum mpl_status mpl_threads_init(int n_threads);
 int mpl_threads_count(void);
 /* Joins the workers. Local. */
 void mpl_threads_shutdown(void);
-/* Splits [0, n) into mpl_threads_count() contiguous ranges whose bounds are multiples
- * of align (except n) and runs fn(ctx, begin, end, thread) for each, the calling
- * thread taking range 0; returns when all are done (one barrier). Not reentrant:
+/* Runs fn(ctx, begin, end, thread) over [0, n) cut into chunks (about four per
+ * thread; bounds multiples of align, except n) that the pool's threads, the caller
+ * included, claim as they come, so one delayed thread does not hold up the rest;
+ * `thread` (< mpl_threads_count()) names the thread running a chunk, for scratch
+ * buffers per thread. Returns when all chunks are done (one join). Not reentrant:
  * call it from the main thread only, never from inside fn. */
 void mpl_threads_for(int64_t n, int64_t align,
                      void (*fn)(void *ctx, int64_t begin, int64_t end, int thread), void *ctx);
