@@ -58,8 +58,9 @@ void mpl_threads_for(int64_t n, int64_t align,
 
 /* --- kernels ---------------------------------------------------------------------- */
 enum mpl_isa { MPL_ISA_SCALAR = 0, MPL_ISA_AVX2, MPL_ISA_AVX512, MPL_ISA_COUNT };
-/* "scalar", "avx2", "avx512". The best supported ISA is chosen on first use;
- * select overrides it (tests), MPL_ERR_UNSUPPORTED when the CPU lacks it. Local. */
+/* "scalar", "avx2", "avx512". The best supported ISA is chosen on first use
+ * ($MPILLM_KERNELS=scalar|avx2 asks for a lesser one); select overrides it (tests),
+ * MPL_ERR_UNSUPPORTED when the CPU lacks it. Local. */
 const char *mpl_isa_name(enum mpl_isa isa);
 bool mpl_tensor_isa_supported(enum mpl_isa isa);
 enum mpl_isa mpl_tensor_isa(void);

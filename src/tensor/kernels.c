@@ -3,6 +3,7 @@
  * of a transformer (norms, RoPE, softmax, activations). */
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mpillm/tensor.h"
@@ -38,6 +39,10 @@ static void choose_best_isa(void) {
   current_isa = mpl_tensor_isa_supported(MPL_ISA_AVX512) ? MPL_ISA_AVX512
                 : mpl_tensor_isa_supported(MPL_ISA_AVX2) ? MPL_ISA_AVX2
                                                          : MPL_ISA_SCALAR;
+  /* MPILLM_KERNELS=scalar|avx2 picks a lesser set (checks, comparisons) */
+  const char *want = getenv("MPILLM_KERNELS");
+  for (int i = 0; want && i < MPL_ISA_COUNT; i++)
+    if (strcmp(want, isa_names[i]) == 0 && i < (int)current_isa) current_isa = (enum mpl_isa)i;
 }
 
 enum mpl_isa mpl_tensor_isa(void) {

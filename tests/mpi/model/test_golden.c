@@ -252,9 +252,10 @@ static void check_fixture(const char *fixture, enum mpl_dtype dtype, double tol)
     e_tp = max_over_ranks(e_tp);
     if (grid.rank == 0)
       fprintf(stderr,
-              "%-28s %-5s tp=%d: logits vs transformers %.2e (limit %.0e), batched vs alone %.2e, "
+              "%-28s %-5s %s tp=%d: logits vs transformers %.2e (limit %.0e), batched vs alone %.2e, "
               "tp vs tp=1 %.2e, greedy mismatches %d\n",
-              fixture, dtype == MPL_DTYPE_COUNT ? "as-is" : mpl_dtype_name(dtype), grid.tp_size, e_ref,
+              fixture, dtype == MPL_DTYPE_COUNT ? "as-is" : mpl_dtype_name(dtype),
+              mpl_isa_name(mpl_tensor_isa()), grid.tp_size, e_ref,
               tol, e_batch, e_tp, greedy_bad);
     CU_ASSERT(e_ref <= tol);
     CU_ASSERT(e_batch <= 1e-5);
