@@ -42,6 +42,9 @@ struct mpl_cmd_spec {
  * values and bad numbers are MPL_ERR_ARG naming the option. Local. */
 enum mpl_status mpl_cli_parse(const struct mpl_cmd_spec *spec, int argc, char **argv,
                               char ***positional, int *n_positional, bool *help_shown);
+/* mpl_cli_parse for commands that take no positional arguments. Local. */
+enum mpl_status mpl_cli_parse_options(const struct mpl_cmd_spec *spec, int argc, char **argv,
+                                      bool *help_shown);
 void mpl_cli_print_help(const struct mpl_cmd_spec *spec);
 
 /* What a subcommand gets: the world is up (MPI started); the grid is not built,

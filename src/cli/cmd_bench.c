@@ -166,11 +166,8 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
                                     "--gen G --batch B1,B2 --reps R] [--json FILE]",
                                     "Measure prefill and decode throughput of a layout.", opts,
                                     (int)(sizeof opts / sizeof opts[0]), 0, 0};
-  char **pos = NULL;
-  int n_pos = 0;
   bool help = false;
-  enum mpl_status st = mpl_cli_parse(&spec, argc, argv, &pos, &n_pos, &help);
-  free(pos);
+  enum mpl_status st = mpl_cli_parse_options(&spec, argc, argv, &help);
   if (st != MPL_OK || help) return st;
   if (!model) return mpl_error_set(MPL_ERR_ARG, "bench needs a model (-m MODEL)");
   if (prompt_len < 1 || gen < 1 || reps < 1 || warmup < 0 || bw_mib < 0)

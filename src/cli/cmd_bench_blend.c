@@ -197,11 +197,8 @@ enum mpl_status mpl_cmd_bench_blend(int argc, char **argv, struct mpl_cli_ctx *c
       "[--alpha 0.25,0.5,0.75] [--reps R] [--json FILE]",
       "Measure the seed network's rows/s per mode, alpha and batch size.", opts,
       (int)(sizeof opts / sizeof opts[0]), 0, 0};
-  char **pos = NULL;
-  int n_pos = 0;
   bool help = false;
-  enum mpl_status st = mpl_cli_parse(&spec, argc, argv, &pos, &n_pos, &help);
-  free(pos);
+  enum mpl_status st = mpl_cli_parse_options(&spec, argc, argv, &help);
   if (st != MPL_OK || help) return st;
   if (!model) return mpl_error_set(MPL_ERR_ARG, "bench needs a model (-m FILE)");
   struct mpl_blend_config probe;

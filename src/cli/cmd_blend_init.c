@@ -66,11 +66,8 @@ enum mpl_status mpl_cmd_blend_init(int argc, char **argv, struct mpl_cli_ctx *ct
       "(or --config configs/blend_example.ini -o blend.h5)",
       "Write a seed-network (blend) model with random weights.", opts,
       (int)(sizeof opts / sizeof opts[0]), 0, 0};
-  char **pos = NULL;
-  int n_pos = 0;
   bool help = false;
-  enum mpl_status st = mpl_cli_parse(&spec, argc, argv, &pos, &n_pos, &help);
-  free(pos);
+  enum mpl_status st = mpl_cli_parse_options(&spec, argc, argv, &help);
   if (st != MPL_OK || help) return st;
   if (!output || !widths || n_sub <= 0 || hidden <= 0 || classes <= 0)
     return mpl_error_set(MPL_ERR_ARG,

@@ -54,11 +54,8 @@ enum mpl_status mpl_cmd_eval(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   const struct mpl_cmd_spec spec = {"eval", "mpillm eval -m MODEL --text FILE [--ctx N] [layout]",
                                     "Perplexity of the model on a text, on any layout.", opts,
                                     (int)(sizeof opts / sizeof opts[0]), 0, 0};
-  char **pos = NULL;
-  int n_pos = 0;
   bool help = false;
-  enum mpl_status st = mpl_cli_parse(&spec, argc, argv, &pos, &n_pos, &help);
-  free(pos);
+  enum mpl_status st = mpl_cli_parse_options(&spec, argc, argv, &help);
   if (st != MPL_OK || help) return st;
   if (!model || !text_path) return mpl_error_set(MPL_ERR_ARG, "eval needs -m MODEL and --text FILE");
   if (ctx_len < 0) return mpl_error_set(MPL_ERR_ARG, "--ctx %ld must be positive", ctx_len);

@@ -147,11 +147,8 @@ enum mpl_status mpl_cmd_generate(int argc, char **argv, struct mpl_cli_ctx *ctx)
       "mpillm generate -m MODEL (-p TEXT | --prompt-ids 1,2,3 | --input requests.jsonl) [options]",
       "Generate text from prompts on any dp x pp x tp layout.", opts,
       (int)(sizeof opts / sizeof opts[0]), 0, 0};
-  char **pos = NULL;
-  int n_pos = 0;
   bool help = false;
-  enum mpl_status st = mpl_cli_parse(&spec, argc, argv, &pos, &n_pos, &help);
-  free(pos);
+  enum mpl_status st = mpl_cli_parse_options(&spec, argc, argv, &help);
   if (st != MPL_OK || help) return st;
   /* argv is the same on every rank: these checks fail everywhere alike */
   if (!model) return mpl_error_set(MPL_ERR_ARG, "generate needs a model (-m MODEL)");

@@ -27,11 +27,8 @@ enum mpl_status mpl_cmd_infer(int argc, char **argv, struct mpl_cli_ctx *ctx) {
       "infer", "mpirun -np N mpillm infer -m blend.h5 --input X.h5 [--mode M] [--alpha A] -o Z.h5",
       "Run the seed network (blend model) on a batch of rows.", opts,
       (int)(sizeof opts / sizeof opts[0]), 0, 0};
-  char **pos = NULL;
-  int n_pos = 0;
   bool help = false;
-  enum mpl_status st = mpl_cli_parse(&spec, argc, argv, &pos, &n_pos, &help);
-  free(pos);
+  enum mpl_status st = mpl_cli_parse_options(&spec, argc, argv, &help);
   if (st != MPL_OK || help) return st;
   /* the options are the same on every rank: each rank refuses them alike */
   if (!model_path) return mpl_error_set(MPL_ERR_ARG, "infer: -m MODEL is required");

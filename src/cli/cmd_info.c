@@ -70,11 +70,8 @@ enum mpl_status mpl_cmd_info(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   const struct mpl_cmd_spec spec = {"info", "mpillm info [--dp D --pp P --tp T] [--comm-bench]",
                                     "Show the layout, threads and libraries this run sees.", opts,
                                     (int)(sizeof opts / sizeof opts[0]), 0, 0};
-  char **pos = NULL;
-  int n_pos = 0;
   bool help = false;
-  enum mpl_status st = mpl_cli_parse(&spec, argc, argv, &pos, &n_pos, &help);
-  free(pos);
+  enum mpl_status st = mpl_cli_parse_options(&spec, argc, argv, &help);
   if (st != MPL_OK || help) return st;
   int d = (int)dp, p = (int)pp, t = (int)tp;
   st = mpl_par_layout_resolve(ctx->world_size, &d, &p, &t);

@@ -221,3 +221,12 @@ enum mpl_status mpl_cli_parse(const struct mpl_cmd_spec *spec, int argc, char **
   *n_positional = n_pos;
   return MPL_OK;
 }
+
+enum mpl_status mpl_cli_parse_options(const struct mpl_cmd_spec *spec, int argc, char **argv,
+                                      bool *help_shown) {
+  char **positional = NULL;
+  int n_positional = 0;
+  enum mpl_status st = mpl_cli_parse(spec, argc, argv, &positional, &n_positional, help_shown);
+  free(positional);
+  return st;
+}
