@@ -306,20 +306,24 @@ enum mpl_status mpl_par_allreduce_maxloc(MPI_Comm comm, float *values, int64_t *
   return st;
 }
 
+/* MPI's v-collectives take int counts and displacements: the root's size_t ones, converted */
+static void int_counts(int size, const size_t *counts, const size_t *displs, const char *what,
+                       int **icounts, int **idispls) {
+  *icounts = malloc((size_t)size * sizeof **icounts);
+  *idispls = malloc((size_t)size * sizeof **idispls);
+  MPL_ASSERT(*icounts && *idispls, "no memory for %s counts", what);
+  for (int i = 0; i < size; i++) {
+    (*icounts)[i] = count_of(counts[i], what);
+    (*idispls)[i] = count_of(displs[i], what);
+  }
+}
+
 enum mpl_status mpl_par_gatherv(MPI_Comm comm, const void *send, size_t n_bytes, void *recv,
                                 const size_t *counts, const size_t *displs, int root) {
   int size = mpl_par_comm_size(comm);
   int is_root = mpl_par_comm_rank(comm) == root;
   int *icounts = NULL, *idispls = NULL;
-  if (is_root) {
-    icounts = malloc((size_t)size * sizeof *icounts);
-    idispls = malloc((size_t)size * sizeof *idispls);
-    MPL_ASSERT(icounts && idispls, "no memory for gatherv counts");
-    for (int i = 0; i < size; i++) {
-      icounts[i] = count_of(counts[i], "gatherv piece");
-      idispls[i] = count_of(displs[i], "gatherv displacement");
-    }
-  }
+  if (is_root) int_counts(size, counts, displs, "gatherv", &icounts, &idispls);
   double t0 = mpl_time_now();
   int rc = MPI_Gatherv(send, count_of(n_bytes, "gatherv"), MPI_BYTE, recv, icounts, idispls,
                        MPI_BYTE, root, comm);
@@ -370,15 +374,7 @@ enum mpl_status mpl_par_scatterv(MPI_Comm comm, const void *send, const size_t *
   int size = mpl_par_comm_size(comm);
   int is_root = mpl_par_comm_rank(comm) == root;
   int *icounts = NULL, *idispls = NULL;
-  if (is_root) {
-    icounts = malloc((size_t)size * sizeof *icounts);
-    idispls = malloc((size_t)size * sizeof *idispls);
-    MPL_ASSERT(icounts && idispls, "no memory for scatterv counts");
-    for (int i = 0; i < size; i++) {
-      icounts[i] = count_of(counts[i], "scatterv piece");
-      idispls[i] = count_of(displs[i], "scatterv displacement");
-    }
-  }
+  if (is_root) int_counts(size, counts, displs, "scatterv", &icounts, &idispls);
   double t0 = mpl_time_now();
   int rc = MPI_Scatterv(send, icounts, idispls, MPI_BYTE, recv, count_of(n_bytes, "scatterv"),
                         MPI_BYTE, root, comm);
