@@ -150,17 +150,31 @@ static void check_dtype(enum mpl_dtype dtype) {
 }
 
 /* Activation rows one pass of a rows kernel takes (registers hold their sums). */
-static int rows_per_pass(void) { return mpl_tensor_isa() == MPL_ISA_AVX512 ? 8 : 4; }
+static int rows_per_pass(void) { return mpl_tensor_isa() == MPL_ISA_AVX512 ? 6 : 4; }
 
-/* Each thread streams its own rows of w once per group of activation rows. */
+/* Weights per block for more than one activation row: a block stays in the core's L2
+ * while every group of activation rows (and the kernel's own passes) goes over it, so
+ * the weights come from memory once per call, whatever the batch (the activations,
+ * n x n_in floats, share L2). */
+#define ROWS_BLOCK_BYTES (256 * 1024)
+
+/* Each thread streams its own rows of w once, in blocks, for all the activation rows. */
 static void rows_share(void *ctx, int64_t begin, int64_t end, int thread) {
   (void)thread;
   const struct linear_job *j = ctx;
   int per = rows_per_pass();
-  for (int t0 = 0; t0 < j->n; t0 += per) {
-    int n_x = j->n - t0 < per ? j->n - t0 : per;
-    rows_kernel(j->y + t0 * j->ldy, j->ldy, j->x + t0 * j->ldx, j->ldx, n_x, j->w, j->dtype, begin,
-                end, j->n_in);
+  int64_t block = end - begin;
+  if (j->n > 1) {
+    block = ROWS_BLOCK_BYTES / (int64_t)row_bytes(j->dtype, j->n_in) / 4 * 4;
+    if (block < 4) block = 4;
+  }
+  for (int64_t o0 = begin; o0 < end; o0 += block) {
+    int64_t o1 = end - o0 < block ? end : o0 + block;
+    for (int t0 = 0; t0 < j->n; t0 += per) {
+      int n_x = j->n - t0 < per ? j->n - t0 : per;
+      rows_kernel(j->y + t0 * j->ldy, j->ldy, j->x + t0 * j->ldx, j->ldx, n_x, j->w, j->dtype, o0, o1,
+                  j->n_in);
+    }
   }
 }
 

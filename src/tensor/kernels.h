@@ -5,7 +5,7 @@
 
 #include "mpillm/tensor.h"
 
-/* y[t][o] = dot(w[o], x[t]) for t < n_x (1..4; 1..8 for AVX-512), o in [row0, row1).
+/* y[t][o] = dot(w[o], x[t]) for t < n_x (1..4; 1..6 for AVX-512), o in [row0, row1).
  * w: [..][n_in]. */
 #define MPL_ROWS_KERNEL(isa)                                                                 \
   void mpl_tensor__rows_##isa(float *y, int64_t ldy, const float *x, int64_t ldx, int n_x,  \

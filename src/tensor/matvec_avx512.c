@@ -58,26 +58,91 @@ INLINE void rows_n(const int N, const bool bf16, float *y, int64_t ldy, const fl
   }
 }
 
-MPL_ROWS_KERNEL(avx512) {
-  bool bf16 = dtype == MPL_DTYPE_BF16;
+/* R weight rows against N activation rows at once: each weight vector serves N rows and
+ * each activation vector R rows, so the loads per FMA fall from (N + 1) / N to
+ * (R + N) / (R N) and the activations' traffic from the caches by R. R x N <= 24 sums. */
+INLINE void tile_rn(const int R, const int N, const bool bf16, float *y, int64_t ldy, const float *x,
+                    int64_t ldx, const void *w, int64_t o, int n_in) {
+  const size_t wsize = bf16 ? 2 : 4;
+  const char *wr[4];
+  _Pragma("GCC unroll 4")
+  for (int r = 0; r < R; r++) wr[r] = (const char *)w + (size_t)(o + r) * (size_t)n_in * wsize;
+  __m512 acc[4][6];
+  _Pragma("GCC unroll 4")
+  for (int r = 0; r < R; r++) {
+    _Pragma("GCC unroll 6")
+    for (int t = 0; t < N; t++) acc[r][t] = _mm512_setzero_ps();
+  }
+  int i = 0;
+  for (; i + 16 <= n_in; i += 16) {
+    __m512 wv[4];
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++) {
+      /* one prefetch per row per cache line of the weight stream */
+      if (!bf16 || (i & 16) == 0) _mm_prefetch(wr[r] + wsize * i + PREFETCH_BYTES, _MM_HINT_T0);
+      wv[r] = load16(wr[r], bf16, i);
+    }
+    _Pragma("GCC unroll 6")
+    for (int t = 0; t < N; t++) {
+      __m512 xv = _mm512_loadu_ps(x + t * ldx + i);
+      _Pragma("GCC unroll 4")
+      for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  if (i < n_in) {
+    __mmask16 m = (__mmask16)((1u << (n_in - i)) - 1);
+    __m512 wv[4];
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++) wv[r] = load16_mask(wr[r], bf16, i, m);
+    _Pragma("GCC unroll 6")
+    for (int t = 0; t < N; t++) {
+      __m512 xv = _mm512_maskz_loadu_ps(m, x + t * ldx + i);
+      _Pragma("GCC unroll 4")
+      for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  _Pragma("GCC unroll 4")
+  for (int r = 0; r < R; r++) {
+    _Pragma("GCC unroll 6")
+    for (int t = 0; t < N; t++) y[t * ldy + o + r] = _mm512_reduce_add_ps(acc[r][t]);
+  }
+}
+
+/* N activation rows (2..6) over weight rows [row0, row1): four at a time, then one. */
+INLINE void tiles_n(const int N, const bool bf16, float *y, int64_t ldy, const float *x, int64_t ldx,
+                    const void *w, int64_t row0, int64_t row1, int n_in) {
+  int64_t o = row0;
+  for (; o + 4 <= row1; o += 4) tile_rn(4, N, bf16, y, ldy, x, ldx, w, o, n_in);
+  for (; o < row1; o++) tile_rn(1, N, bf16, y, ldy, x, ldx, w, o, n_in);
+}
+
+static void tiles(int n_x, bool bf16, float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
+                  int64_t row0, int64_t row1, int n_in) {
 #define CASE(N)                                                                    \
   case N:                                                                          \
-    if (bf16) rows_n(N, true, y, ldy, x, ldx, w, row0, row1, n_in);                \
-    else rows_n(N, false, y, ldy, x, ldx, w, row0, row1, n_in);                    \
+    if (bf16) tiles_n(N, true, y, ldy, x, ldx, w, row0, row1, n_in);               \
+    else tiles_n(N, false, y, ldy, x, ldx, w, row0, row1, n_in);                   \
     return;
   switch (n_x) {
-    CASE(1)
     CASE(2)
     CASE(3)
     CASE(4)
     CASE(5)
     CASE(6)
-    CASE(7)
-    CASE(8)
   default:
-    MPL_ASSERT(0, "rows kernel for %d rows", n_x);
+    MPL_ASSERT(0, "tile kernel for %d rows", n_x);
   }
 #undef CASE
+}
+
+MPL_ROWS_KERNEL(avx512) {
+  bool bf16 = dtype == MPL_DTYPE_BF16;
+  if (n_x == 1) { /* one row: the plain stream (batch-1 decode, bandwidth-bound) */
+    if (bf16) rows_n(1, true, y, ldy, x, ldx, w, row0, row1, n_in);
+    else rows_n(1, false, y, ldy, x, ldx, w, row0, row1, n_in);
+    return;
+  }
+  tiles(n_x, bf16, y, ldy, x, ldx, w, row0, row1, n_in);
 }
 
 float mpl_tensor__dot_avx512(const float *a, const float *b, int n) {

@@ -27,13 +27,14 @@ static double linear_error(const float *y, const float *ref, int n, int n_out, i
   return worst;
 }
 
-static const int shapes[][2] = {{1, 1}, {7, 13}, {33, 17}, {64, 100}, {129, 257}, {40, 4096 + 31}, {600, 33}};
-static const int batches[] = {1, 2, 3, 4, 5, 7, 8, 9, 11, 13, 17, 40};
+static const int shapes[][2] = {{1, 1}, {7, 13}, {33, 17}, {64, 100}, {129, 257}, {40, 4096 + 31}, {600, 33},
+                             {1000, 301}}; /* the last in several L2 blocks */
+static const int batches[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 17, 40, 70};
 
 static void check_linear_all(const char *what) {
   for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
     int n_out = shapes[s][0], n_in = shapes[s][1], ldx = n_in + 3, ldy = n_out + 5;
-    int max_n = 40;
+    int max_n = 70;
     float *w = malloc(sizeof(float) * (size_t)n_out * n_in);
     uint16_t *wb = malloc(sizeof(uint16_t) * (size_t)n_out * n_in);
     float *x = malloc(sizeof(float) * (size_t)max_n * ldx);
