@@ -21,6 +21,7 @@ struct bench_row {
   double p50_ms, p95_ms;                                      /* per decode step, rank 0 */
   double comm_mean, comm_max;                                 /* % of wall time */
   double bw_share;                                            /* decode weight reads / bandwidth */
+  double *replica_decode; /* [dp_size] each replica's own decode tok/s, mean of the reps */
 };
 
 /* One repetition on the driver: prefill then decode, feeding back the arg-max. */
@@ -79,7 +80,11 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
   double *prefill = calloc((size_t)reps, sizeof(double)), *decode = calloc((size_t)reps, sizeof(double));
   double *steps = calloc((size_t)(gen ? gen : 1) * reps, sizeof(double));
   double *comm = calloc((size_t)reps, sizeof(double)), *comm_max = calloc((size_t)reps, sizeof(double));
-  MPL_ASSERT(prefill && decode && steps && comm && comm_max, "no memory for %d repetitions", reps);
+  /* per rank: its replica's decode seconds when it drives it, else 0, and its replica */
+  double *drivers = calloc((size_t)g->size * 2, sizeof(double));
+  row->replica_decode = calloc((size_t)g->dp_size, sizeof(double));
+  MPL_ASSERT(prefill && decode && steps && comm && comm_max && drivers && row->replica_decode,
+             "no memory for %d repetitions", reps);
   for (int r = -warmup; st == MPL_OK && r < reps; r++) {
     st = mpl_par_barrier(g->world);
     if (st != MPL_OK) break;
@@ -100,7 +105,11 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
     st = mpl_par_agree(g->world, st);
     if (st != MPL_OK || r < 0) continue;
     double shares[2] = {share, share};
-    st = mpl_par_allreduce_max_f64(g->world, times, 2);
+    double mine[2] = {mpl_rt_is_driver(rt) ? times[1] : 0.0, (double)g->dp_rank};
+    st = mpl_par_allgather(g->world, mine, sizeof mine, drivers);
+    for (int i = 0; st == MPL_OK && i < g->size; i++)
+      if (drivers[2 * i] > 0) row->replica_decode[(int)drivers[2 * i + 1]] += (double)batch * gen / drivers[2 * i] / reps;
+    if (st == MPL_OK) st = mpl_par_allreduce_max_f64(g->world, times, 2);
     if (st == MPL_OK) st = mpl_par_allreduce_sum_f64(g->world, shares, 1);
     if (st == MPL_OK) st = mpl_par_allreduce_max_f64(g->world, shares + 1, 1);
     double tokens = (double)g->dp_size * batch;
@@ -120,12 +129,30 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
     row->comm_mean = mpl_rt_mean(comm, reps);
     row->comm_max = mpl_rt_mean(comm_max, reps);
   }
+  free(drivers);
   free(prefill);
   free(decode);
   free(steps);
   free(comm);
   free(comm_max);
   return st;
+}
+
+/* Data parallelism: the batch ends with its slowest replica. Each replica's own rate
+ * shows whether one lags (a busy core, a slow link) or all slow down together
+ * (memory bandwidth); their sum is what balancing the work between them would give. */
+static void print_replicas(const struct bench_row *r, int dp) {
+  int slow = 0, fast = 0;
+  double sum = 0.0;
+  for (int d = 0; d < dp; d++) {
+    sum += r->replica_decode[d];
+    if (r->replica_decode[d] < r->replica_decode[slow]) slow = d;
+    if (r->replica_decode[d] > r->replica_decode[fast]) fast = d;
+  }
+  printf("batch %d, decode tok/s of each replica alone:", r->batch);
+  for (int d = 0; d < dp; d++) printf(" %.2f", r->replica_decode[d]);
+  printf("\n  slowest replica %d (%.2f), fastest %d (%.2f); their sum %.2f against %.2f for the batch\n",
+         slow, r->replica_decode[slow], fast, r->replica_decode[fast], sum, r->decode_mean);
 }
 
 static enum mpl_status parse_batches(const char *text, int **out, int *n) {
@@ -242,6 +269,7 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
              g->size, r->batch, pf, dc, r->p50_ms, r->p95_ms, cm,
              mpl_format_bytes(peak_max, b2, sizeof b2), mpl_format_bytes(w_max, b3, sizeof b3), bu);
     }
+    for (int i = 0; g->dp_size > 1 && i < n_sizes; i++) print_replicas(&rows[i], g->dp_size);
     if (json_path) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "model", model);
@@ -278,6 +306,7 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
         cJSON_AddNumberToObject(e, "comm_pct_mean", r->comm_mean);
         cJSON_AddNumberToObject(e, "comm_pct_max", r->comm_max);
         cJSON_AddNumberToObject(e, "bandwidth_share", r->bw_share);
+        cJSON_AddItemToObject(e, "decode_tok_s_per_replica", cJSON_CreateDoubleArray(r->replica_decode, g->dp_size));
         cJSON_AddItemToArray(res, e);
       }
       char *text = cJSON_Print(o);
@@ -294,6 +323,7 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   free(per_rank);
   free(counts);
   free(displs);
+  for (int i = 0; i < n_sizes; i++) free(rows[i].replica_decode);
   free(rows);
   free(sizes);
   mpl_rt_destroy(rt);
