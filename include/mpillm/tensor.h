@@ -83,7 +83,7 @@ void mpl_tensor_linear_gemm(float *y, int64_t ldy, const float *x, int64_t ldx, 
 void mpl_tensor_linear_ref(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
                            enum mpl_dtype dtype, int n, int n_out, int n_in);
 /* Batches of at most this many rows take the vector kernels, larger ones sgemm. */
-#define MPL_TENSOR_GEMM_MIN_ROWS 64
+#define MPL_TENSOR_GEMM_MIN_ROWS 128
 
 /* y[i] = x[i] / sqrt(mean(x^2) + eps) * w[i] (LLaMA's RMSNorm); y may be x. Local. */
 void mpl_tensor_rmsnorm(float *y, const float *x, const float *w, int n, float eps);

@@ -52,6 +52,16 @@ mpi 2 bench -m "$model" --prompt-len 8 --gen 4 --batch 1,2 --reps 1 --warmup 0 -
   || fail "bench: $(cat "$work/err")"
 grep -q "^| dp1 pp2 tp1 *| *2 | *2 |" "$work/out" || fail "bench table: $(cat "$work/out")"
 grep -q '"decode_tok_s"' "$work/b.json" || fail "bench json"
+# data parallelism: each replica's own rate, in the table's footer and the JSON
+mpi 2 bench -m "$model" --prompt-len 8 --gen 4 --batch 3 --reps 1 --warmup 0 --bw-mib 0 --dp 2 --json "$work/d.json" >"$work/out" 2>"$work/err" \
+  || fail "bench dp: $(cat "$work/err")"
+grep -q "^batch 3, decode tok/s of each replica alone: [0-9.]* [0-9.]*$" "$work/out" || fail "bench replicas: $(cat "$work/out")"
+python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["results"][0]["decode_tok_s_per_replica"]; sys.exit(len(r) != 2 or min(r) <= 0)' \
+  "$work/d.json" || fail "bench json per replica: $(cat "$work/d.json")"
+# the linear layer's rates: a row per batch size and the sgemm line
+"$bin" info --kernel-bench >"$work/out" 2>"$work/err" || fail "info --kernel-bench: $(cat "$work/err")"
+grep -q "^sgemm on f32 from cache .*: [0-9.]* GFLOP/s" "$work/out" || fail "kernel-bench sgemm: $(cat "$work/out")"
+[ "$(grep -c '^| *[0-9]* | *[0-9.]* | *[0-9]*% |' "$work/out")" = 10 ] || fail "kernel-bench rows: $(cat "$work/out")"
 
 # bad input: one message, non-zero exit on every rank, no hang
 expect_error() { # WHAT NEEDLE command...
