@@ -68,10 +68,11 @@ enum mpl_status mpl_tensor_isa_select(enum mpl_isa isa);
 
 /* A linear layer without bias: y[t][o] = sum_i x[t][i] * w[o][i] for t < n, o < n_out.
  * y: [n][ldy], x: [n][ldx] f32; w: [n_out][n_in] in dtype (f32 or bf16), rows
- * contiguous (torch's Linear layout). Few rows (decode) stream the weights once per
- * group of four rows (eight with AVX-512) with the vector kernels, threads splitting
- * the output rows; many rows (prompts) go to sgemm, bf16 weights converted to f32 in
- * tiles. Local. */
+ * contiguous (torch's Linear layout). Fewer than MPL_TENSOR_GEMM_MIN_ROWS rows (decode,
+ * short prompts) take the vector kernels, threads splitting the output rows: weights
+ * in blocks that stay in L2 while every group of activation rows (four; six with
+ * AVX-512, in tiles of 4 weight rows) passes over them, so they are read from memory
+ * once per call; more rows go to sgemm, bf16 weights converted to f32 in tiles. Local. */
 void mpl_tensor_linear(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
                        enum mpl_dtype dtype, int n, int n_out, int n_in);
 /* The two paths of mpl_tensor_linear, forced (tests, benchmarks), and the slow
@@ -82,7 +83,8 @@ void mpl_tensor_linear_gemm(float *y, int64_t ldy, const float *x, int64_t ldx, 
                             enum mpl_dtype dtype, int n, int n_out, int n_in);
 void mpl_tensor_linear_ref(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
                            enum mpl_dtype dtype, int n, int n_out, int n_in);
-/* Batches of at most this many rows take the vector kernels, larger ones sgemm. */
+/* Batches of fewer rows take the vector kernels, the others sgemm (measured with
+ * `mpillm info --kernel-bench`: with AVX-512 the tiles lead up to 128 rows). */
 #define MPL_TENSOR_GEMM_MIN_ROWS 128
 
 /* y[i] = x[i] / sqrt(mean(x^2) + eps) * w[i] (LLaMA's RMSNorm); y may be x. Local. */
