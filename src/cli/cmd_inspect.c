@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "commands.h"
+#include "mpillm/blend.h"
 #include "mpillm/io.h"
 
 static void print_config(const struct mpl_model_config *c) {
@@ -26,6 +27,17 @@ static void print_config(const struct mpl_model_config *c) {
   printf("  %-26s", "eos_token_id");
   for (int i = 0; i < c->n_eos; i++) printf("%s%d", i ? ", " : " ", c->eos_token_ids[i]);
   printf("\n");
+}
+
+/* A seed-network (blend) file has its own config. */
+static void print_blend_config(const struct mpl_blend_config *c) {
+  printf("config (seed network):\n");
+  printf("  %-26s %d\n", "submodels", c->n_submodels);
+  printf("  %-26s", "in_widths");
+  for (int i = 0; i < c->n_submodels; i++) printf("%s%d", i ? "," : " ", c->in_widths[i]);
+  printf("\n  %-26s %lld\n", "features", (long long)mpl_blend_n_features(c));
+  printf("  %-26s %d\n", "hidden", c->hidden);
+  printf("  %-26s %d\n", "classes", c->n_classes);
 }
 
 /* Every file of a shard set: its manifest crc32 (checked at open), then each tensor's rectangles. */
@@ -88,10 +100,17 @@ enum mpl_status mpl_cmd_inspect(int argc, char **argv, struct mpl_cli_ctx *ctx) 
   free(pos);
   if (st != MPL_OK) return st;
   struct mpl_model_config cfg;
-  st = mpl_io_read_config(f, &cfg);
+  struct mpl_blend_config blend;
   printf("%s\n", mpl_io_path(f));
-  if (st == MPL_OK) print_config(&cfg);
-  else printf("config: %s\n", mpl_error_message());
+  if (mpl_blend_file_read_config(mpl_io_path(f), &blend) == MPL_OK) {
+    print_blend_config(&blend);
+    st = MPL_OK;
+  } else {
+    mpl_error_clear();
+    st = mpl_io_read_config(f, &cfg);
+    if (st == MPL_OK) print_config(&cfg);
+    else printf("config: %s\n", mpl_error_message());
+  }
   enum mpl_status config_st = st;
 
   int n = mpl_io_n_tensors(f), n_bad = 0;

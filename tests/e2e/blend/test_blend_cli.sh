@@ -30,6 +30,9 @@ same() { h5diff -d 1e-5 --exclude-attribute "/$3" "$1" "$2" "/$3" "/$3" >/dev/nu
 m=$dir/small.h5
 "$bin" blend-init --submodels 5 --in-widths 3,4,2,5,6 --hidden 8 --classes 6 -o "$m" >/dev/null \
   && ok || bad "blend-init"
+# inspect: the seed network's own config and every tensor checked, exit 0
+"$bin" inspect "$m" >"$dir/out" 2>&1 && grep -q "^  in_widths  *3,4,2,5,6$" "$dir/out" \
+  && grep -q "^[0-9]* tensors, .*, 0 checksum failures$" "$dir/out" && ok || { bad "inspect"; cat "$dir/out"; }
 # the rows: the L3 fixture's x has 20 features, as many as this model's widths add up to
 x=$src/tests/fixtures/blend/keras_L3.ref.h5
 for mode in model mix; do
