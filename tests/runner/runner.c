@@ -1,9 +1,11 @@
 /* The one CUnit runner: -s SUITE and -t TEST filter, -v is verbose; the exit code
  * is the number of failures (summed over ranks in MPI tests). */
 #include <CUnit/Basic.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mpl_test.h"
@@ -35,11 +37,25 @@ const char *mpl_test_source_path(const char *rel) {
   return path;
 }
 
+static char scratch_dir[4096];
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+/* After the run: the scratch folder goes, unless a test failed (then it is named). */
+static void scratch_cleanup(long failures) {
+  if (!scratch_dir[0]) return;
+  if (failures > 0) fprintf(stderr, "runner: scratch files kept in %s\n", scratch_dir);
+  else nftw(scratch_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 const char *mpl_test_scratch_dir(void) {
-  static char dir[4096];
+  char *dir = scratch_dir;
   if (dir[0]) return dir;
   const char *base = getenv("TMPDIR");
-  snprintf(dir, sizeof dir, "%s/mpillm-test-XXXXXX", base ? base : "/tmp");
+  snprintf(dir, sizeof scratch_dir, "%s/mpillm-test-XXXXXX", base ? base : "/tmp");
   if (!mkdtemp(dir)) {
     perror("mkdtemp");
     exit(2);
@@ -94,6 +110,7 @@ int main(int argc, char **argv) {
   failures = total;
   mpl_par_finalize();
 #endif
+  scratch_cleanup(failures);
   (void)rank;
   return failures > 255 ? 255 : (int)failures;
 }
