@@ -87,6 +87,11 @@ void mpl_tensor_linear_ref(float *y, int64_t ldy, const float *x, int64_t ldx, c
  * `mpillm info --kernel-bench`: with AVX-512 the tiles lead up to 128 rows). */
 #define MPL_TENSOR_GEMM_MIN_ROWS 128
 
+/* y[n][ldy] = x[n][ldx] @ w[k][ldw] + beta * y: f32 sgemm with w in [in][out] order
+ * (Keras' Dense kernels), the pool's threads splitting the m output columns. Local. */
+void mpl_tensor_matmul(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w, int64_t ldw, int n,
+                       int k, int m, float beta);
+
 /* y[i] = x[i] / sqrt(mean(x^2) + eps) * w[i] (LLaMA's RMSNorm); y may be x. Local. */
 void mpl_tensor_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 /* y = (x - mean) / sqrt(var + eps) * w + b (GPT-2's LayerNorm); y may be x. Local. */

@@ -4,7 +4,6 @@
  * A repetition is one batch from rank 0's memory to probabilities in rank 0's memory
  * (scatter, compute, head, gather: what a coordinator sees); rows/s is batch rows
  * over that time, mean +- stddev over the repetitions after a warm-up. */
-#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <hdf5.h>
@@ -15,6 +14,8 @@
 #include "commands.h"
 #include "mpillm/blend.h"
 #include "mpillm/runtime.h"
+#include "mpillm/tensor.h"
+#include "rt_common.h"
 
 bool mpl_cmd_bench_is_blend(int argc, char **argv) {
   const char *path = NULL;
@@ -113,10 +114,10 @@ static enum mpl_status measure(struct mpl_blend_runner *runner, MPI_Comm comm, i
 static void print_table(const char *model, const struct mpl_blend_config *cfg, int n_ranks,
                         int reps, const struct result *res, int n_res) {
   char b1[32];
-  printf("model %s: seed network L=%d, %lld features, h=%d, C=%d; %d ranks, %d BLAS threads per "
+  printf("model %s: seed network L=%d, %lld features, h=%d, C=%d; %d ranks, %d threads per "
          "rank; reps %d\n",
          model, cfg->n_submodels, (long long)mpl_blend_n_features(cfg), cfg->hidden, cfg->n_classes,
-         n_ranks, openblas_get_num_threads(), reps);
+         n_ranks, mpl_threads_count(), reps);
   printf("| %-6s | %5s | %5s | %5s | %21s | %9s | %15s | %10s |\n", "mode", "alpha", "ranks",
          "rows", "rows/s", "p50 ms", "comm % mean/max", "wts/rank");
   for (int i = 0; i < n_res; i++) {
@@ -145,7 +146,7 @@ static enum mpl_status write_json(const char *path, const char *model,
   cJSON_AddNumberToObject(o, "hidden", cfg->hidden);
   cJSON_AddNumberToObject(o, "classes", cfg->n_classes);
   cJSON_AddNumberToObject(o, "ranks", n_ranks);
-  cJSON_AddNumberToObject(o, "threads_per_rank", openblas_get_num_threads());
+  cJSON_AddNumberToObject(o, "threads_per_rank", mpl_threads_count());
   cJSON_AddNumberToObject(o, "reps", reps);
   cJSON_AddNumberToObject(o, "warmup", warmup);
   cJSON *arr = cJSON_AddArrayToObject(o, "results");
@@ -181,7 +182,7 @@ static enum mpl_status write_json(const char *path, const char *model,
 enum mpl_status mpl_cmd_bench_blend(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   const char *model = NULL, *rows_text = "1,16,256,2048", *modes_text = "model,data,split";
   const char *alpha_text = "0.25,0.5,0.75", *json_path = NULL;
-  long reps = 5, warmup = 1;
+  long reps = 5, warmup = 1, threads = 0;
   const struct mpl_opt opts[] = {
       {"model", 'm', MPL_OPT_STRING, &model, "FILE", "blend model file (required)"},
       {"rows", 0, MPL_OPT_STRING, &rows_text, "B1,B2,..", "batch sizes (default 1,16,256,2048)"},
@@ -190,6 +191,7 @@ enum mpl_status mpl_cmd_bench_blend(int argc, char **argv, struct mpl_cli_ctx *c
       {"reps", 'r', MPL_OPT_INT, &reps, "R", "repetitions after the warm-up (default 5)"},
       {"warmup", 0, MPL_OPT_INT, &warmup, "W", "warm-up repetitions, not counted (default 1)"},
       {"json", 0, MPL_OPT_STRING, &json_path, "FILE", "also write the results as JSON"},
+      {"threads", 't', MPL_OPT_INT, &threads, "N", "threads per rank (default: MPILLM_THREADS, else cores / ranks)"},
   };
   const struct mpl_cmd_spec spec = {
       "bench",
@@ -205,6 +207,7 @@ enum mpl_status mpl_cmd_bench_blend(int argc, char **argv, struct mpl_cli_ctx *c
   if (mpl_blend_file_read_config(model, &probe) != MPL_OK)
     return mpl_error_wrap("bench of the seed network");
   if (reps < 1 || warmup < 0) return mpl_error_set(MPL_ERR_ARG, "--reps must be >= 1, --warmup >= 0");
+  if ((st = mpl_cli_threads_start(threads)) != MPL_OK) return st;
   double *rows = NULL, *alphas = NULL;
   int n_rows = 0, n_alphas = 0, n_modes = 0;
   enum mpl_blend_mode modes[8];

@@ -6,12 +6,14 @@
 
 #include "commands.h"
 #include "mpillm/blend.h"
+#include "rt_common.h"
 
 enum mpl_status mpl_cmd_infer(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   const char *model_path = NULL, *input = NULL, *dataset = "x", *mode_name = "split";
   const char *output = NULL;
   double alpha = 0.5;
   bool save_z = false;
+  long threads = 0;
   const struct mpl_opt opts[] = {
       {"model", 'm', MPL_OPT_STRING, &model_path, "FILE", "blend model file (mpillm convert)"},
       {"input", 0, MPL_OPT_STRING, &input, "X.h5", "HDF5 file with the input rows [B, features] f32"},
@@ -22,6 +24,7 @@ enum mpl_status mpl_cmd_infer(int argc, char **argv, struct mpl_cli_ctx *ctx) {
        "split: share of rows on the model-parallel path; mix: weight of z_model (default 0.5)"},
       {"output", 'o', MPL_OPT_STRING, &output, "Z.h5", "output file: /probs [B, C] (and /z)"},
       {"save-z", 0, MPL_OPT_FLAG, &save_z, NULL, "also write the pre-head z [B, L*h] as /z"},
+      {"threads", 't', MPL_OPT_INT, &threads, "N", "threads per rank (default: MPILLM_THREADS, else cores / ranks)"},
   };
   const struct mpl_cmd_spec spec = {
       "infer", "mpirun -np N mpillm infer -m blend.h5 --input X.h5 [--mode M] [--alpha A] -o Z.h5",
@@ -39,6 +42,7 @@ enum mpl_status mpl_cmd_infer(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   enum mpl_blend_mode mode;
   if ((st = mpl_blend_mode_parse(mode_name, &mode)) != MPL_OK) return st;
 
+  if ((st = mpl_cli_threads_start(threads)) != MPL_OK) return st;
   struct mpl_blend_runner *runner = NULL;
   if ((st = mpl_blend_runner_create(model_path, mode, MPI_COMM_WORLD, &runner)) != MPL_OK)
     return st;

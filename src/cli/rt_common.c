@@ -1,4 +1,5 @@
-/* Start-up shared by the commands that run a model (generate, bench, eval). */
+/* Start-up shared by the commands that run a model (generate, bench, eval; the
+ * threads also for the seed network's infer and bench). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,14 +8,11 @@
 #include "mpillm/tensor.h"
 #include "rt_common.h"
 
-enum mpl_status mpl_cli_rt_start(const struct mpl_cli_rt_args *a, const char *model_path,
-                                 struct mpl_rt **rt) {
-  *rt = NULL;
-  if (a->verbose) mpl_log_init(mpl_par_world_rank(), MPL_LOG_DEBUG, false);
-  int n_threads = (int)a->threads;
+enum mpl_status mpl_cli_threads_start(long threads) {
+  int n_threads = (int)threads;
   const char *from = "--threads";
   enum mpl_status st = MPL_OK;
-  if (a->threads < 0) st = mpl_error_set(MPL_ERR_ARG, "--threads %ld must be positive", a->threads);
+  if (threads < 0) st = mpl_error_set(MPL_ERR_ARG, "--threads %ld must be positive", threads);
   if (st == MPL_OK && n_threads == 0) st = mpl_par_threads_resolve(MPI_COMM_WORLD, &n_threads, &from);
   if (st == MPL_OK) st = mpl_threads_init(n_threads);
   char line[1024] = "";
@@ -25,6 +23,15 @@ enum mpl_status mpl_cli_rt_start(const struct mpl_cli_rt_args *a, const char *mo
     if (strstr(line, "WARNING")) mpl_log_warn("%s", line);
     else mpl_log_info("%s", line);
   }
+  return MPL_OK;
+}
+
+enum mpl_status mpl_cli_rt_start(const struct mpl_cli_rt_args *a, const char *model_path,
+                                 struct mpl_rt **rt) {
+  *rt = NULL;
+  if (a->verbose) mpl_log_init(mpl_par_world_rank(), MPL_LOG_DEBUG, false);
+  enum mpl_status st = mpl_cli_threads_start(a->threads);
+  if (st != MPL_OK) return st;
   int layers[64];
   struct mpl_rt_options o = {(int)a->dp, (int)a->pp, (int)a->tp, NULL};
   if (a->layers) {

@@ -21,6 +21,11 @@ struct mpl_cli_rt_args {
   {"threads", 't', MPL_OPT_INT, &(a).threads, "N", "threads per rank (default: MPILLM_THREADS, else cores / ranks)"}, \
   {"verbose", 'v', MPL_OPT_FLAG, &(a).verbose, NULL, "log the launch, the layout and per-rank details"}
 
+/* The pool's threads per rank: threads > 0, else resolved (MPILLM_THREADS, ...,
+ * cores / ranks per node); logs the launch line (a warning when a node is
+ * oversubscribed). Collective on MPI_COMM_WORLD. */
+enum mpl_status mpl_cli_threads_start(long threads);
+
 /* Starts threads, logs the launch line, resolves the layout and loads the model
  * part of every rank. Collective on MPI_COMM_WORLD. */
 enum mpl_status mpl_cli_rt_start(const struct mpl_cli_rt_args *a, const char *model_path,

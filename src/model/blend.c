@@ -1,10 +1,10 @@
 /* The seed network's config, weights and forward pieces: sub-models on their feature
  * slices, the head split by the rows that multiply each sub-model's output. */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "mpillm/blend.h"
+#include "mpillm/tensor.h"
 
 int64_t mpl_blend_feature_offset(const struct mpl_blend_config *cfg, int i) {
   int64_t off = 0;
@@ -90,13 +90,11 @@ size_t mpl_blend_model_bytes(const struct mpl_blend_model *model) {
   return n * sizeof(float);
 }
 
-/* y [n][ldy] = relu(x [n][ldx] @ w [k][m] + b [m]): one sgemm with the bias preloaded.
- * OpenBLAS is called here until the tensor module exposes its sgemm. */
+/* y [n][ldy] = relu(x [n][ldx] @ w [k][m] + b [m]): one matmul with the bias preloaded. */
 static void dense_relu(const float *x, int64_t ldx, int64_t n, int k, const float *w,
                        const float *b, int m, float *y, int64_t ldy) {
   for (int64_t r = 0; r < n; r++) memcpy(y + r * ldy, b, (size_t)m * sizeof(float));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, m, k, 1.0f, x, (int)ldx, w, m,
-              1.0f, y, (int)ldy);
+  mpl_tensor_matmul(y, ldy, x, ldx, w, m, (int)n, k, m, 1.0f);
   for (int64_t r = 0; r < n; r++)
     for (int j = 0; j < m; j++)
       if (y[r * ldy + j] < 0.0f) y[r * ldy + j] = 0.0f;
@@ -138,8 +136,7 @@ void mpl_blend_head_partial(const struct mpl_blend_model *model, int first, int 
     return;
   }
   const float *w = model->head_w + (size_t)(first - model->sub_begin) * model->cfg.hidden * c;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_rows, c, k, 1.0f, z, k, w, c,
-              0.0f, logits, c);
+  mpl_tensor_matmul(logits, c, z, k, w, c, (int)n_rows, k, c, 0.0f);
 }
 
 void mpl_blend_head_finish(const struct mpl_blend_model *model, float *logits, int64_t n_rows) {

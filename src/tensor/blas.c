@@ -1,4 +1,4 @@
-/* The one file that calls OpenBLAS: single-threaded sgemm for the pool's tiles. */
+/* The one file that calls OpenBLAS: single-threaded sgemm for the pool's tiles and columns. */
 #include <cblas.h>
 
 #include "tensor/kernels.h"
@@ -10,6 +10,12 @@ void mpl_tensor__sgemm_nt(float *y, int64_t ldy, const float *x, int64_t ldx, co
                           int n_rows, int n_in) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n_rows, n_in, 1.0f, x, (int)ldx, w,
               (int)n_in, 0.0f, y, (int)ldy);
+}
+
+void mpl_tensor__sgemm_nn(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w, int64_t ldw,
+                          int n, int k, int m, float beta) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, m, k, 1.0f, x, (int)ldx, w, (int)ldw, beta, y,
+              (int)ldy);
 }
 
 void mpl_tensor__blas_threads(int n_pool_threads) {

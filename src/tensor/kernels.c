@@ -238,6 +238,32 @@ void mpl_tensor_linear(float *y, int64_t ldy, const float *x, int64_t ldx, const
   else mpl_tensor_linear_gemm(y, ldy, x, ldx, w, dtype, n, n_out, n_in);
 }
 
+struct matmul_job {
+  float *y;
+  int64_t ldy;
+  const float *x;
+  int64_t ldx;
+  const float *w;
+  int64_t ldw;
+  int n, k;
+  float beta;
+};
+
+static void matmul_share(void *ctx, int64_t begin, int64_t end, int thread) {
+  (void)thread;
+  const struct matmul_job *j = ctx;
+  mpl_tensor__sgemm_nn(j->y + begin, j->ldy, j->x, j->ldx, j->w + begin, j->ldw, j->n, j->k, (int)(end - begin),
+                       j->beta);
+}
+
+void mpl_tensor_matmul(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w, int64_t ldw, int n,
+                       int k, int m, float beta) {
+  if (n == 0 || m == 0) return;
+  struct matmul_job j = {y, ldy, x, ldx, w, ldw, n, k, beta};
+  if ((int64_t)n * k * m < MIN_PARALLEL_WORK) matmul_share(&j, 0, m, 0);
+  else mpl_threads_for(m, GEMM_ALIGN, matmul_share, &j);
+}
+
 void mpl_tensor_linear_ref(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
                            enum mpl_dtype dtype, int n, int n_out, int n_in) {
   check_dtype(dtype);

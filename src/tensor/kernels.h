@@ -31,6 +31,9 @@ void mpl_tensor__bf16_to_f32_avx512(float *dst, const uint16_t *src, size_t n);
 /* blas.c: y[n][ldy] = x[n][ldx] * w^T for w [n_rows][n_in] f32, one thread. */
 void mpl_tensor__sgemm_nt(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w,
                           int n, int n_rows, int n_in);
+/* blas.c: y[n][ldy] = x[n][ldx] * w[k][ldw] (+ beta y): m columns, one thread. */
+void mpl_tensor__sgemm_nn(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w, int64_t ldw,
+                          int n, int k, int m, float beta);
 /* Tells OpenBLAS how many threads the pool has (it runs single-threaded beside a pool). */
 void mpl_tensor__blas_threads(int n_pool_threads);
 

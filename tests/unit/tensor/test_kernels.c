@@ -236,7 +236,45 @@ static void test_bandwidth_probe(void) {
   CU_ASSERT(gbs > 0.1);
 }
 
+/* matmul (the seed network's Dense layers): [n][k] @ [k][m] + beta y, strided, on 1 and
+ * 3 threads (columns split), against a double-precision loop */
+static void test_matmul(void) {
+  static const int dims[][3] = {{1, 5, 1}, {7, 300, 130}, {70, 33, 1000}, {3, 64, 64}};
+  for (int threads = 1; threads <= 3; threads += 2) {
+    CU_ASSERT_EQUAL_FATAL(mpl_threads_init(threads), MPL_OK);
+    for (size_t d = 0; d < sizeof dims / sizeof *dims; d++)
+      for (int b = 0; b < 2; b++) {
+        int n = dims[d][0], k = dims[d][1], m = dims[d][2], ldx = k + 2, ldw = m + 3, ldy = m + 1;
+        float *x = malloc(sizeof(float) * (size_t)n * ldx), *w = malloc(sizeof(float) * (size_t)k * ldw);
+        float *y = malloc(sizeof(float) * (size_t)n * ldy);
+        fill(x, (size_t)n * ldx, 3u + (unsigned)d);
+        fill(w, (size_t)k * ldw, 5u + (unsigned)d);
+        fill(y, (size_t)n * ldy, 9u + (unsigned)d);
+        float beta = b ? 1.0f : 0.0f;
+        double worst = 0;
+        double *ref = malloc(sizeof(double) * (size_t)n * m);
+        for (int r = 0; r < n; r++)
+          for (int c = 0; c < m; c++) {
+            double s = beta * y[r * ldy + c];
+            for (int i = 0; i < k; i++) s += (double)x[r * ldx + i] * w[i * ldw + c];
+            ref[r * m + c] = s;
+          }
+        mpl_tensor_matmul(y, ldy, x, ldx, w, ldw, n, k, m, beta);
+        for (int r = 0; r < n; r++)
+          for (int c = 0; c < m; c++) {
+            double e = fabs(y[r * ldy + c] - ref[r * m + c]) / (k + 1);
+            if (e > worst) worst = e;
+          }
+        if (worst > 1e-6) fprintf(stderr, "matmul %dx%dx%d beta %g, %d threads: error %g\n", n, k, m, beta, threads, worst);
+        CU_ASSERT(worst <= 1e-6);
+        free(x), free(w), free(y), free(ref);
+      }
+  }
+  CU_ASSERT_EQUAL(mpl_threads_init(1), MPL_OK);
+}
+
 MPL_TEST_SUITE(tensor_kernels, MPL_TEST(test_linear_every_isa), MPL_TEST(test_linear_three_threads),
+               MPL_TEST(test_matmul),
                MPL_TEST(test_thread_pool_covers_once), MPL_TEST(test_dot_every_isa),
                MPL_TEST(test_bf16_widening_every_isa),
                MPL_TEST(test_norms), MPL_TEST(test_rope_rotate_half),
