@@ -53,6 +53,50 @@ static enum mpl_status file_crc(const char *path, uint32_t *crc, uint64_t *n_byt
   return st;
 }
 
+/* The shard files this process has checked whole: a run opens its shard 2-3 times
+ * (config, weights, rank 0's tokenizer), and a file of tens of GB should be read for
+ * its crc32 once. A file counts as checked while its device, inode, size and mtime
+ * stay what they were when it was read. */
+struct checked_file {
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  struct timespec mtime;
+  uint32_t crc;
+};
+#define N_CHECKED 16
+static struct checked_file checked[N_CHECKED];
+static int n_checked, next_checked; /* entries in use; the one to replace next */
+
+static bool same_file(const struct checked_file *c, const struct stat *sb) {
+  return c->dev == sb->st_dev && c->ino == sb->st_ino && c->size == sb->st_size &&
+         c->mtime.tv_sec == sb->st_mtim.tv_sec && c->mtime.tv_nsec == sb->st_mtim.tv_nsec;
+}
+
+/* file_crc, or the crc32 found when this very file was read before. */
+static enum mpl_status file_crc_once(const char *path, uint32_t *crc) {
+  struct stat before;
+  bool known = stat(path, &before) == 0;
+  for (int i = 0; known && i < n_checked; i++)
+    if (same_file(&checked[i], &before)) {
+      *crc = checked[i].crc;
+      return MPL_OK;
+    }
+  uint64_t n_bytes = 0;
+  enum mpl_status st = file_crc(path, crc, &n_bytes);
+  struct stat after;
+  /* remembered only when the file did not change while it was read */
+  if (st == MPL_OK && known && stat(path, &after) == 0 && (uint64_t)after.st_size == n_bytes) {
+    struct checked_file c = {after.st_dev, after.st_ino, after.st_size, after.st_mtim, *crc};
+    if (same_file(&c, &before)) {
+      checked[next_checked] = c;
+      next_checked = (next_checked + 1) % N_CHECKED;
+      if (n_checked < N_CHECKED) n_checked++;
+    }
+  }
+  return st;
+}
+
 static const char *base_name(const char *path) {
   const char *slash = strrchr(path, '/');
   return slash ? slash + 1 : path;
@@ -118,9 +162,8 @@ enum mpl_status mpl_io__shard_open(struct mpl_model_file *f, int pp_rank, int pp
   char file[4400];
   snprintf(file, sizeof file, "%s/%s", f->path, name->valuestring);
   uint32_t want = (uint32_t)want_crc->valuedouble, got = 0;
-  uint64_t n_bytes = 0;
   cJSON_Delete(root);
-  st = file_crc(file, &got, &n_bytes);
+  st = file_crc_once(file, &got);
   if (st != MPL_OK) return mpl_error_wrap("shard of pp_rank %d, tp_rank %d", pp_rank, tp_rank);
   if (got != want)
     return mpl_error_set(MPL_ERR_CHECKSUM,

@@ -174,11 +174,13 @@ static void test_layout_mismatch(void) {
   mpl_io_close(f);
 }
 
-/* A copy of the tp 4 set with one file spoilt: "flip" a byte or "drop" the file of tp_rank 3. */
+/* The tp 4 set with one file spoilt: "flip" a byte or "drop" the file of tp_rank 3, in a
+ * fresh copy; "flip-in-place": flip in the copy left by an earlier call (same inode). */
 static enum mpl_status spoil(const char *how) {
   char cmd[9000];
   snprintf(cmd, sizeof cmd, "rm -rf '%s/%s' && cp -r '%s/llama_gqa-tp4' '%s/%s'", scratch, how, scratch, scratch, how);
-  if (system(cmd) != 0) return mpl_error_set(MPL_ERR_IO, "cannot copy the shard set");
+  if (strcmp(how, "flip-in-place") == 0) how = "kept";
+  else if (system(cmd) != 0) return mpl_error_set(MPL_ERR_IO, "cannot copy the shard set");
   char file[4400];
   snprintf(file, sizeof file, "%s/%s/shard-pp0-tp3.h5", scratch, how);
   if (strcmp(how, "drop") == 0) return unlink(file) == 0 ? MPL_OK : mpl_error_set(MPL_ERR_IO, "unlink");
@@ -230,6 +232,31 @@ static void expect_all_fail(const char *how, enum mpl_status want) {
 }
 
 static void test_corrupt_shard_one_rank(void) { expect_all_fail("flip", MPL_ERR_CHECKSUM); }
+
+static enum mpl_status copy_kept(const char *unused) {
+  (void)unused;
+  char cmd[9000];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s/kept' && cp -r '%s/llama_gqa-tp4' '%s/kept'", scratch, scratch, scratch);
+  return system(cmd) == 0 ? MPL_OK : mpl_error_set(MPL_ERR_IO, "cannot copy the shard set");
+}
+
+/* A file checked at one open and changed before the next is checked again: the
+ * process remembers a file's crc32 only while its inode, size and mtime stay. */
+static void test_shard_changed_between_opens(void) {
+  CU_ASSERT_EQUAL_FATAL(on_rank0(copy_kept, NULL), MPL_OK);
+  char dir[4400];
+  snprintf(dir, sizeof dir, "%s/kept", scratch);
+  struct mpl_model_file *f = NULL;
+  enum mpl_status st = mpl_io_open(dir, MPI_COMM_WORLD, 0, 1, world_rank(), 4, &f);
+  CU_ASSERT_EQUAL(st, MPL_OK);
+  mpl_io_close(f);
+  f = NULL;
+  CU_ASSERT_EQUAL_FATAL(on_rank0(spoil, "flip-in-place"), MPL_OK);
+  st = mpl_io_open(dir, MPI_COMM_WORLD, 0, 1, world_rank(), 4, &f);
+  CU_ASSERT_EQUAL(st, MPL_ERR_CHECKSUM);
+  CU_ASSERT(strstr(mpl_error_message(), "shard-pp0-tp3.h5") != NULL);
+  mpl_io_close(f);
+}
 static void test_missing_shard_one_rank(void) { expect_all_fail("drop", MPL_ERR_IO); }
 
 /* Row slices read together through MPI-IO (rank 3 reads nothing) equal those read alone. */
@@ -271,4 +298,5 @@ static void test_independent_reads(void) {
 
 MPL_TEST_SUITE(io_shard, MPL_TEST(test_shard_rects), MPL_TEST(test_load_from_shards), MPL_TEST(test_layout_mismatch),
                MPL_TEST(test_corrupt_shard_one_rank), MPL_TEST(test_missing_shard_one_rank),
+               MPL_TEST(test_shard_changed_between_opens),
                MPL_TEST(test_collective_reads), MPL_TEST(test_independent_reads))
