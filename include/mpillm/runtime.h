@@ -125,6 +125,7 @@ int mpl_rt_n_slots(const struct mpl_rt *rt);
 enum mpl_rt_logits {
   MPL_RT_LOGITS_ARGMAX, /* only the arg-max id of each logit row */
   MPL_RT_LOGITS_FULL,   /* the whole rows, [n_logits][vocab] */
+  MPL_RT_LOGITS_NLL,    /* -log p(next token) of each row (mpl_rt_step_nll) */
 };
 
 /* One step of the replica: the driver passes the batch, which is broadcast to its
@@ -136,6 +137,13 @@ enum mpl_rt_logits {
  * Collective on the replica. */
 enum mpl_status mpl_rt_step(struct mpl_rt *rt, const struct mpl_batch *batch,
                             enum mpl_rt_logits mode, float *logits, int32_t *argmax);
+/* mpl_rt_step for perplexity: nll[r] = -log softmax(logits of row r)[the batch's
+ * token after row r's], in double, computed where the vocabulary slices are (a max,
+ * then a sum of exponentials and the target's logit, reduced over the stage's tensor
+ * ranks: 3 numbers a row instead of the whole row), and sent to the driver. Each
+ * row's next token must belong to the same sequence. Driver only; collective on the
+ * replica. */
+enum mpl_status mpl_rt_step_nll(struct mpl_rt *rt, const struct mpl_batch *batch, double *nll);
 /* What a non-driver rank does: takes part in its driver's steps until the driver
  * calls mpl_rt_finish. Collective on the replica. */
 enum mpl_status mpl_rt_serve(struct mpl_rt *rt);

@@ -1,6 +1,7 @@
 /* Perplexity: the text's tokens cut into consecutive windows of ctx tokens, each
  * run from an empty cache; the negative log-likelihood of tokens 1..len-1 of every
- * window (log-softmax in double) summed over windows; ppl = exp(nll / predicted).
+ * window (log-softmax in double, computed where the vocabulary slices are:
+ * mpl_rt_step_nll) summed over windows; ppl = exp(nll / predicted).
  * Windows are spread over the data-parallel replicas, balanced by tokens. */
 #include <math.h>
 #include <stdlib.h>
@@ -8,7 +9,8 @@
 
 #include "mpillm/runtime.h"
 
-/* logit rows kept per step: enough windows to fill the pipeline, bounded memory */
+/* windows per step: enough to fill the pipeline, with the last stage's logit rows
+ * (a rank's vocabulary slice of each) in bounded memory */
 static int slots_for(int ctx, int vocab) {
   size_t per_window = (size_t)ctx * vocab * sizeof(float);
   size_t budget = (size_t)256 << 20;
@@ -62,21 +64,17 @@ enum mpl_status mpl_rt_eval(struct mpl_rt *rt, const int32_t *tokens, int64_t n_
   if (st == MPL_OK && mpl_rt_is_driver(rt)) {
     size_t cap = (size_t)n_slots * ctx;
     int32_t *buf = malloc(cap * 4 * sizeof(int32_t));
-    float *logits = malloc(cap * vocab * sizeof(float));
-    if (!buf || !logits) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for %d windows of logits", n_slots);
+    double *nll = malloc(cap * sizeof(double));
+    if (!buf || !nll) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for %d windows", n_slots);
     int w = 0;
     while (st == MPL_OK) {
       int32_t *tok = buf, *pos = buf + cap, *seq = buf + 2 * cap, *rows = buf + 3 * cap;
       int n_tok = 0, n_log = 0, s = 0;
-      int64_t starts[8];
-      int lens[8];
       for (; w < n_win && s < n_slots; w++) {
         if (group_of[w] != g->dp_rank) continue;
         int64_t start = (int64_t)w * ctx;
         int len = (int)costs[w];
         if (len < 2) continue; /* nothing to predict */
-        starts[s] = n_tok;
-        lens[s] = len;
         for (int k = 0; k < len; k++) {
           tok[n_tok] = ids[start + k];
           pos[n_tok] = k;
@@ -88,17 +86,13 @@ enum mpl_status mpl_rt_eval(struct mpl_rt *rt, const int32_t *tokens, int64_t n_
       }
       if (n_tok == 0) break;
       struct mpl_batch b = {n_tok, tok, pos, seq, n_log, rows};
-      st = mpl_rt_step(rt, &b, MPL_RT_LOGITS_FULL, logits, NULL);
+      st = mpl_rt_step_nll(rt, &b, nll);
       if (st != MPL_OK) break;
-      /* rows are in token order and each window's rows follow its tokens */
-      int row = 0;
-      for (int k = 0; k < s; k++)
-        for (int j = 0; j + 1 < lens[k]; j++, row++)
-          sums[0] += mpl_rt_nll(logits + (size_t)row * vocab, vocab, tok[starts[k] + j + 1]);
+      for (int r = 0; r < n_log; r++) sums[0] += nll[r];
       sums[1] += n_log;
     }
     free(buf);
-    free(logits);
+    free(nll);
     enum mpl_status s = mpl_rt_finish(rt);
     if (st == MPL_OK) st = s;
   } else if (st == MPL_OK) {

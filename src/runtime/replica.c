@@ -2,7 +2,8 @@
  * broadcasts each batch of token ids to the replica; stages run their layers on
  * micro-batches and pass activations [n_tokens][hidden] down the pipeline so that
  * stages overlap; the last stage's vocabulary slices are reduced to arg-maxes or
- * gathered, and go back to the driver. Every step ends with an agreement. */
+ * negative log-likelihoods, or gathered, and go back to the driver. Every step ends with an agreement. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,8 @@ struct mpl_rt {
   float *val;                 /* [n_logits] */
   int32_t *ids;               /* [n_logits] */
   size_t row_bytes;
+  double *nll_work;           /* [3][n_logits]: max, then sum of exp and target logit */
+  size_t nll_bytes;
 };
 
 static enum mpl_status grow(void **buf, size_t *cap, size_t need, const char *what) {
@@ -133,6 +136,7 @@ void mpl_rt_destroy(struct mpl_rt *rt) {
   mpl_free(rt->idx);
   mpl_free(rt->val);
   mpl_free(rt->ids);
+  mpl_free(rt->nll_work);
   mpl_free(rt);
 }
 
@@ -164,6 +168,34 @@ static void local_argmax(const float *rows, int n_rows, int n_cols, int col0, fl
     val[r] = n_cols > 0 ? x[best] : -3.0e38f;
     idx[r] = col0 + best;
   }
+}
+
+/* -log p(target) of each row from the stage's vocabulary slices: the max over all
+ * slices, then the sums of exp(x - max) and the target's logit (0 where a slice does
+ * not hold it) summed over them; nll [n_logits] on every rank of the stage. */
+static enum mpl_status slice_nll(struct mpl_rt *rt, int n_logits, const struct mpl_batch *b, double *nll) {
+  const struct mpl_grid *g = &rt->grid;
+  int nv = rt->vocab_end - rt->vocab_begin;
+  double *max = rt->nll_work, *sums = rt->nll_work + n_logits; /* sums: [n_logits][2] */
+  for (int r = 0; r < n_logits; r++) {
+    const float *x = rt->part_logits + (size_t)r * nv;
+    double m = -1.0e300;
+    for (int j = 0; j < nv; j++)
+      if (x[j] > m) m = x[j];
+    max[r] = m;
+  }
+  enum mpl_status st = g->tp_size > 1 ? mpl_par_allreduce_max_f64(g->tp_comm, max, (size_t)n_logits) : MPL_OK;
+  for (int r = 0; r < n_logits; r++) {
+    const float *x = rt->part_logits + (size_t)r * nv;
+    double s = 0.0;
+    for (int j = 0; j < nv; j++) s += exp((double)x[j] - max[r]);
+    int32_t target = b->tokens[b->logit_rows[r] + 1];
+    sums[2 * r] = s;
+    sums[2 * r + 1] = target >= rt->vocab_begin && target < rt->vocab_end ? x[target - rt->vocab_begin] : 0.0;
+  }
+  if (st == MPL_OK && g->tp_size > 1) st = mpl_par_allreduce_sum_f64(g->tp_comm, sums, 2 * (size_t)n_logits);
+  for (int r = 0; r < n_logits; r++) nll[r] = log(sums[2 * r]) + max[r] - sums[2 * r + 1];
+  return st;
 }
 
 /* The last stage's logit slices into what the driver asked for, on its tp_rank 0:
@@ -204,7 +236,7 @@ static enum mpl_status finish_logits(struct mpl_rt *rt, int n_logits, int mode, 
 
 /* One step on every rank of the replica; logits/argmax are written on the driver. */
 static enum mpl_status replica_step(struct mpl_rt *rt, const struct mpl_batch *b, int mode,
-                                    float *logits, int32_t *argmax) {
+                                    float *logits, int32_t *argmax, double *nll) {
   const struct mpl_grid *g = &rt->grid;
   int pp = g->pp_size, H = rt->cfg.hidden_size, vocab = rt->cfg.vocab_size;
   bool first = g->pp_rank == 0, last = g->pp_rank == pp - 1, driver = mpl_rt_is_driver(rt);
@@ -227,6 +259,8 @@ static enum mpl_status replica_step(struct mpl_rt *rt, const struct mpl_batch *b
   if (st == MPL_OK && last)
     st = grow((void **)&rt->part_logits, &rt->part_bytes, rows * (nv ? nv : 1) * sizeof(float),
               "logits");
+  if (st == MPL_OK && last && mode == MPL_RT_LOGITS_NLL)
+    st = grow((void **)&rt->nll_work, &rt->nll_bytes, 4 * rows * sizeof(double), "log-likelihoods");
   float *full = logits;
   if (st == MPL_OK && last && mode == MPL_RT_LOGITS_FULL && g->tp_rank == 0 && !driver) {
     st = grow((void **)&rt->full, &rt->full_bytes, rows * vocab * sizeof(float), "logits");
@@ -267,7 +301,15 @@ static enum mpl_status replica_step(struct mpl_rt *rt, const struct mpl_batch *b
     }
   }
   MPL_ASSERT(r == n_log, "logit rows of the batch are not in increasing order");
-  if (last) {
+  if (last && mode == MPL_RT_LOGITS_NLL) {
+    double *out = driver ? nll : rt->nll_work + 3 * rows; /* the work's 4th quarter */
+    s = slice_nll(rt, n_log, b, out);
+    if (st == MPL_OK) st = s;
+    if (g->tp_rank == 0 && pp > 1) {
+      s = mpl_par_send(g->pp_comm, out, (size_t)n_log * sizeof(double), 0, TAG_RESULT);
+      if (st == MPL_OK) st = s;
+    }
+  } else if (last) {
     s = finish_logits(rt, n_log, mode, full, mode == MPL_RT_LOGITS_ARGMAX ? rt->ids : NULL);
     if (st == MPL_OK) st = s;
     if (g->tp_rank == 0) {
@@ -281,10 +323,10 @@ static enum mpl_status replica_step(struct mpl_rt *rt, const struct mpl_batch *b
     }
   }
   if (driver && pp > 1) {
-    s = mode == MPL_RT_LOGITS_ARGMAX
-            ? mpl_par_recv(g->pp_comm, argmax, (size_t)n_log * sizeof(int32_t), pp - 1, TAG_RESULT)
-            : mpl_par_recv(g->pp_comm, logits, (size_t)n_log * vocab * sizeof(float), pp - 1,
-                           TAG_RESULT);
+    s = mode == MPL_RT_LOGITS_ARGMAX ? mpl_par_recv(g->pp_comm, argmax, (size_t)n_log * sizeof(int32_t), pp - 1, TAG_RESULT)
+        : mode == MPL_RT_LOGITS_NLL  ? mpl_par_recv(g->pp_comm, nll, (size_t)n_log * sizeof(double), pp - 1, TAG_RESULT)
+                                     : mpl_par_recv(g->pp_comm, logits, (size_t)n_log * vocab * sizeof(float), pp - 1,
+                                                    TAG_RESULT);
     if (st == MPL_OK) st = s;
   }
   return mpl_par_agree(g->replica_comm, st);
@@ -295,9 +337,10 @@ static enum mpl_status reserve_wire(struct mpl_rt *rt, int32_t header[4]) {
   return grow((void **)&rt->wire, &rt->wire_bytes, n * sizeof(int32_t), "batch");
 }
 
-enum mpl_status mpl_rt_step(struct mpl_rt *rt, const struct mpl_batch *b, enum mpl_rt_logits mode,
-                            float *logits, int32_t *argmax) {
-  MPL_ASSERT(mpl_rt_is_driver(rt), "mpl_rt_step called off the driver");
+/* The driver's side of a step: the batch to the replica, then the step. */
+static enum mpl_status drive_step(struct mpl_rt *rt, const struct mpl_batch *b, enum mpl_rt_logits mode,
+                                  float *logits, int32_t *argmax, double *nll) {
+  MPL_ASSERT(mpl_rt_is_driver(rt), "a step driven off the driver");
   const struct mpl_grid *g = &rt->grid;
   if (mpl_par_comm_size(g->replica_comm) > 1) {
     int32_t header[4] = {CMD_STEP, b->n_tokens, b->n_logits, (int32_t)mode};
@@ -315,7 +358,22 @@ enum mpl_status mpl_rt_step(struct mpl_rt *rt, const struct mpl_batch *b, enum m
       st = mpl_par_bcast(g->replica_comm, w + 4, (3 * n + (size_t)b->n_logits) * sizeof(int32_t), 0);
     if (st != MPL_OK) return st;
   }
-  return replica_step(rt, b, mode, logits, argmax);
+  return replica_step(rt, b, mode, logits, argmax, nll);
+}
+
+enum mpl_status mpl_rt_step(struct mpl_rt *rt, const struct mpl_batch *b, enum mpl_rt_logits mode,
+                            float *logits, int32_t *argmax) {
+  MPL_ASSERT(mode != MPL_RT_LOGITS_NLL, "mpl_rt_step_nll computes log-likelihoods");
+  return drive_step(rt, b, mode, logits, argmax, NULL);
+}
+
+enum mpl_status mpl_rt_step_nll(struct mpl_rt *rt, const struct mpl_batch *b, double *nll) {
+  for (int r = 0; r < b->n_logits; r++) {
+    int t = b->logit_rows[r];
+    MPL_ASSERT(t + 1 < b->n_tokens && b->seq[t + 1] == b->seq[t],
+               "logit row %d (token %d) has no next token in its sequence", r, t);
+  }
+  return drive_step(rt, b, MPL_RT_LOGITS_NLL, NULL, NULL, nll);
 }
 
 enum mpl_status mpl_rt_serve(struct mpl_rt *rt) {
@@ -334,7 +392,7 @@ enum mpl_status mpl_rt_serve(struct mpl_rt *rt) {
     st = mpl_par_bcast(g->replica_comm, w + 4, (3 * n + (size_t)header[2]) * sizeof(int32_t), 0);
     if (st != MPL_OK) return st;
     struct mpl_batch b = {header[1], w + 4, w + 4 + n, w + 4 + 2 * n, header[2], w + 4 + 3 * n};
-    st = replica_step(rt, &b, header[3], NULL, NULL);
+    st = replica_step(rt, &b, header[3], NULL, NULL, NULL);
     /* the driver stops after a failed step; keep its (agreed) message for the end */
     if (st != MPL_OK && result == MPL_OK) {
       result = st;
