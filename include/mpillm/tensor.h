@@ -66,6 +66,11 @@ bool mpl_tensor_isa_supported(enum mpl_isa isa);
 enum mpl_isa mpl_tensor_isa(void);
 enum mpl_status mpl_tensor_isa_select(enum mpl_isa isa);
 
+/* Whether OpenBLAS runs its generic SSE kernels on a CPU with AVX2 or AVX-512 (an
+ * OpenBLAS older than the CPU); then message says so and names the
+ * OPENBLAS_CORETYPE that fixes it. Local. */
+bool mpl_tensor_blas_generic(char *message, size_t size);
+
 /* A linear layer without bias: y[t][o] = sum_i x[t][i] * w[o][i] for t < n, o < n_out.
  * y: [n][ldy], x: [n][ldx] f32; w: [n_out][n_in] in dtype (f32 or bf16), rows
  * contiguous (torch's Linear layout). Fewer than MPL_TENSOR_GEMM_MIN_ROWS rows (decode,

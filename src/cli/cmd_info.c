@@ -173,6 +173,8 @@ enum mpl_status mpl_cmd_info(int argc, char **argv, struct mpl_cli_ctx *ctx) {
 #endif
     );
     printf("OpenBLAS   %s, %d threads\n", openblas_get_config(), openblas_get_num_threads());
+    char blas[512];
+    if (mpl_tensor_blas_generic(blas, sizeof blas)) printf("           warning: %s\n", blas);
     printf("threads    %d per rank (from %s)\n", n_threads, threads_from);
     printf("%s\n", launch);
   }

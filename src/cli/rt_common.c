@@ -23,6 +23,8 @@ enum mpl_status mpl_cli_threads_start(long threads) {
     if (strstr(line, "WARNING")) mpl_log_warn("%s", line);
     else mpl_log_info("%s", line);
   }
+  char blas[512];
+  if (mpl_par_world_rank() == 0 && mpl_tensor_blas_generic(blas, sizeof blas)) mpl_log_warn("%s", blas);
   return MPL_OK;
 }
 

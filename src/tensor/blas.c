@@ -5,6 +5,7 @@
 
 /* OpenBLAS's own (declared in its cblas.h; repeated for cblas.h files without it) */
 void openblas_set_num_threads(int num_threads);
+char *openblas_get_corename(void);
 
 void mpl_tensor__sgemm_nt(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w, int n,
                           int n_rows, int n_in) {
@@ -16,6 +17,11 @@ void mpl_tensor__sgemm_nn(float *y, int64_t ldy, const float *x, int64_t ldx, co
                           int n, int k, int m, float beta) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, m, k, 1.0f, x, (int)ldx, w, (int)ldw, beta, y,
               (int)ldy);
+}
+
+const char *mpl_tensor__blas_core(void) {
+  const char *name = openblas_get_corename();
+  return name ? name : "";
 }
 
 void mpl_tensor__blas_threads(int n_pool_threads) {

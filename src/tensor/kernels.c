@@ -3,6 +3,7 @@
  * of a transformer (norms, RoPE, softmax, activations). */
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,22 @@ enum mpl_status mpl_tensor_isa_select(enum mpl_isa isa) {
     return mpl_error_set(MPL_ERR_UNSUPPORTED, "this CPU cannot run the %s kernels", mpl_isa_name(isa));
   current_isa = isa;
   return MPL_OK;
+}
+
+bool mpl_tensor_blas_generic(char *message, size_t size) {
+  /* OpenBLAS's DYNAMIC_ARCH falls back to one of these on a CPU newer than itself */
+  static const char *const sse_only[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom",
+                                         "Katmai", "Coppermine", "Northwood", "Banias"};
+  const char *core = mpl_tensor__blas_core();
+  bool generic = false;
+  for (size_t i = 0; i < sizeof sse_only / sizeof *sse_only; i++) generic |= strcmp(core, sse_only[i]) == 0;
+  if (!generic || mpl_tensor_isa() == MPL_ISA_SCALAR) return false;
+  bool avx512 = mpl_tensor_isa_supported(MPL_ISA_AVX512);
+  snprintf(message, size,
+           "OpenBLAS uses its %s kernels (SSE) on this %s CPU, so prompts of %d tokens or more run several "
+           "times slower than they could: set OPENBLAS_CORETYPE=%s",
+           core, avx512 ? "AVX-512" : "AVX2", MPL_TENSOR_GEMM_MIN_ROWS, avx512 ? "SkylakeX" : "Haswell");
+  return true;
 }
 
 /* --- scalar kernels ---------------------------------------------------------------- */

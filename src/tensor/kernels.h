@@ -34,6 +34,8 @@ void mpl_tensor__sgemm_nt(float *y, int64_t ldy, const float *x, int64_t ldx, co
 /* blas.c: y[n][ldy] = x[n][ldx] * w[k][ldw] (+ beta y): m columns, one thread. */
 void mpl_tensor__sgemm_nn(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w, int64_t ldw,
                           int n, int k, int m, float beta);
+/* blas.c: the name of the kernel set OpenBLAS chose for this CPU ("SkylakeX", ...). */
+const char *mpl_tensor__blas_core(void);
 /* Tells OpenBLAS how many threads the pool has (it runs single-threaded beside a pool). */
 void mpl_tensor__blas_threads(int n_pool_threads);
 

@@ -58,6 +58,13 @@ mpi 2 bench -m "$model" --prompt-len 8 --gen 4 --batch 3 --reps 1 --warmup 0 --b
 grep -q "^batch 3, decode tok/s of each replica alone: [0-9.]* [0-9.]*$" "$work/out" || fail "bench replicas: $(cat "$work/out")"
 python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["results"][0]["decode_tok_s_per_replica"]; sys.exit(len(r) != 2 or min(r) <= 0)' \
   "$work/d.json" || fail "bench json per replica: $(cat "$work/d.json")"
+# OpenBLAS on its generic SSE kernels (forced here) is named with its fix on AVX2+ CPUs
+if grep -qw avx2 /proc/cpuinfo && "$bin" info 2>/dev/null | grep -q DYNAMIC_ARCH; then
+  OPENBLAS_CORETYPE=Prescott "$bin" info >"$work/out" 2>&1 || fail "info: $(cat "$work/out")"
+  grep -q "warning: OpenBLAS uses its Prescott kernels (SSE) .* set OPENBLAS_CORETYPE=" "$work/out" || fail "no BLAS warning: $(cat "$work/out")"
+  OPENBLAS_CORETYPE=Haswell "$bin" info >"$work/out" 2>&1 || fail "info: $(cat "$work/out")"
+  ! grep -q "warning: OpenBLAS" "$work/out" || fail "BLAS warning with Haswell kernels: $(cat "$work/out")"
+fi
 # the linear layer's rates: a row per batch size and the sgemm line
 "$bin" info --kernel-bench >"$work/out" 2>"$work/err" || fail "info --kernel-bench: $(cat "$work/err")"
 grep -q "^sgemm on f32 from cache .*: [0-9.]* GFLOP/s" "$work/out" || fail "kernel-bench sgemm: $(cat "$work/out")"
