@@ -95,6 +95,20 @@ enum mpl_status mpl_par_recv(MPI_Comm comm, void *buf, size_t n_bytes, int sourc
  * the node's cores / its ranks (at least 1); *source names where it came from
  * (a static string). Collective on comm (it counts the ranks per node). */
 enum mpl_status mpl_par_threads_resolve(MPI_Comm comm, int *n_threads, const char **source);
+/* A shared counter: its value lives on rank 0 of comm, and any rank takes the next
+ * value (fetch-and-add of 1, MPI one-sided) without rank 0 taking part -- the
+ * ticket dispenser that lets replicas pull work as they free up. Create and free are
+ * collective on comm; next is local to the caller (rank 0's MPI library may need to
+ * make progress for it on networks without remote atomics). */
+struct mpl_par_counter {
+  MPI_Win win;
+  int64_t *base;
+};
+enum mpl_status mpl_par_counter_create(MPI_Comm comm, struct mpl_par_counter *counter);
+/* *value = the counter before this call's increment: 0, 1, 2, ... over all callers. */
+enum mpl_status mpl_par_counter_next(struct mpl_par_counter *counter, int64_t *value);
+void mpl_par_counter_free(struct mpl_par_counter *counter);
+
 /* Gathers launcher (Slurm job / Open MPI / none), ranks and ranks per node, threads per
  * rank (n_threads <= 0: resolved here) and each rank's CPU binding, and writes one line
  * into line on rank 0 ("" elsewhere), ending in WARNING parts when a node's ranks x

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "mpillm/parallel.h"
+#include "internal.h"
 
 static double comm_seconds = 0.0;
 
@@ -227,13 +228,17 @@ double mpl_par_net_delay_seconds(void) { return net.added_seconds; }
 double mpl_par_comm_seconds(void) { return comm_seconds; }
 void mpl_par_comm_reset(void) { comm_seconds = 0.0; }
 
-static enum mpl_status check(int rc, const char *what, double t0) {
-  comm_seconds += mpl_time_now() - t0;
+enum mpl_status mpl_par__status(int rc, const char *what) {
   if (rc == MPI_SUCCESS) return MPL_OK;
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, text, &len);
   return mpl_error_set(MPL_ERR_MPI, "%s failed: %s", what, text);
+}
+
+static enum mpl_status check(int rc, const char *what, double t0) {
+  comm_seconds += mpl_time_now() - t0;
+  return mpl_par__status(rc, what);
 }
 
 /* MPI counts are int: larger buffers would need derived types; no caller sends 2 GiB */
