@@ -1,8 +1,11 @@
-/* The coordinator: rank 0's requests go to every rank as token ids, are cut into
- * one shard per data-parallel replica (balanced by tokens), each replica's driver
- * generates its shard with continuous batching (a finished sequence's slot takes
- * the next request, whose prompt is prefilled alongside the others' decode
- * tokens), and the answers come back to rank 0 in request order. */
+/* The coordinator: rank 0's requests go to every rank as token ids; with several
+ * data-parallel replicas each replica's driver takes the next request, longest
+ * (prompt + max_tokens) first, from a counter shared by all (MPI one-sided) whenever
+ * it has a free slot, so a replica that runs faster takes more and the batch ends
+ * when the work does, not when the slowest fixed shard does; each driver generates
+ * with continuous batching (a finished sequence's slot takes the next request, whose
+ * prompt is prefilled alongside the others' decode tokens), and the answers come
+ * back to rank 0 in request order. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,11 +117,44 @@ struct driver {
   const int64_t *offsets;
   const int32_t *eos;
   int n_eos;
-  const int *mine; /* [n_mine] request indices of this replica, in order */
-  int n_mine;
+  const int *order;                /* [n_total] the requests in the order they are taken */
+  int n_total;
+  struct mpl_par_counter *counter; /* shared by the replicas; NULL with one replica */
+  int64_t next;                    /* one replica: the next of order to take */
+  bool exhausted;                  /* no request left to take */
+  int *mine; /* [n_mine] request indices this replica took, in the order it took them */
+  int n_mine, cap_mine;
   const struct mpl_rt_generate_options *opts;
   struct mpl_rt_result *results; /* [n_mine] */
 };
+
+/* The next request for this replica (*local: its index in mine, -1 when none is left). */
+static enum mpl_status take_request(struct driver *d, int *local) {
+  *local = -1;
+  if (d->exhausted) return MPL_OK;
+  int64_t v = d->next++;
+  if (d->counter) {
+    enum mpl_status st = mpl_par_counter_next(d->counter, &v);
+    if (st != MPL_OK) return st;
+  }
+  if (v >= d->n_total) {
+    d->exhausted = true;
+    return MPL_OK;
+  }
+  if (d->n_mine == d->cap_mine) {
+    int cap = d->cap_mine ? 2 * d->cap_mine : 16;
+    int *mine = realloc(d->mine, (size_t)cap * sizeof *mine);
+    if (mine) d->mine = mine;
+    struct mpl_rt_result *res = realloc(d->results, (size_t)cap * sizeof *res);
+    if (res) d->results = res;
+    if (!mine || !res) return mpl_error_set(MPL_ERR_NOMEM, "no memory for %d answers", cap);
+    d->cap_mine = cap;
+  }
+  d->mine[d->n_mine] = d->order[v];
+  memset(&d->results[d->n_mine], 0, sizeof *d->results);
+  *local = d->n_mine++;
+  return MPL_OK;
+}
 
 static bool is_eos(const struct driver *d, int32_t t) {
   for (int i = 0; i < d->n_eos; i++)
@@ -141,25 +177,27 @@ static enum mpl_status drive(struct driver *d) {
   enum mpl_status st = MPL_OK;
   struct slot *slots = calloc((size_t)n_slots, sizeof *slots);
   /* one step holds at most every slot's whole prompt */
-  int64_t max_tokens = 0;
-  for (int i = 0; i < d->n_mine; i++) max_tokens += d->wreqs[d->mine[i]].n_prompt;
-  if (max_tokens < n_slots) max_tokens = n_slots;
+  int64_t longest = 1;
+  for (int i = 0; i < d->n_total; i++)
+    if (d->wreqs[i].n_prompt > longest) longest = d->wreqs[i].n_prompt;
+  int64_t max_tokens = (int64_t)n_slots * longest;
   int32_t *tok = malloc((size_t)max_tokens * 4 * sizeof(int32_t));
   float *logits = NULL;
   int32_t *argmax = malloc((size_t)max_tokens * sizeof(int32_t));
   size_t logit_rows_cap = 0;
   if (!slots || !tok || !argmax) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for the batch");
   for (int s = 0; slots && s < n_slots; s++) slots[s].req = -1;
-  int next = 0;
   while (st == MPL_OK) {
     int32_t *pos = tok + max_tokens, *seq = tok + 2 * max_tokens, *rows = tok + 3 * max_tokens;
     int n_tok = 0, n_log = 0;
     bool greedy = !want_prompt_logits;
     for (int s = 0; s < n_slots && st == MPL_OK; s++) {
       struct slot *sl = &slots[s];
-      if (sl->req < 0 && next < d->n_mine) {
-        const struct wire_request *w = &d->wreqs[d->mine[next]];
-        sl->req = next++;
+      int taken = -1;
+      if (sl->req < 0 && (st = take_request(d, &taken)) != MPL_OK) break;
+      if (taken >= 0) {
+        const struct wire_request *w = &d->wreqs[d->mine[taken]];
+        sl->req = taken;
         sl->prefilled = false;
         sl->n_pos = sl->n_gen = 0;
         sl->history = malloc((size_t)(w->n_prompt + w->max_tokens) * sizeof(int32_t));
@@ -249,7 +287,7 @@ static enum mpl_status drive(struct driver *d) {
         release(sl);
       }
     }
-    if (next >= d->n_mine) {
+    if (d->exhausted) {
       bool any = false;
       for (int s = 0; s < n_slots; s++) any |= slots[s].req >= 0;
       if (!any) break;
@@ -336,6 +374,17 @@ static enum mpl_status gather_results(struct mpl_rt *rt, const struct driver *d,
   return st;
 }
 
+struct costed {
+  int64_t cost;
+  int index;
+};
+
+static int longest_first(const void *a, const void *b) {
+  const struct costed *x = a, *y = b;
+  if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
+  return x->index - y->index;
+}
+
 enum mpl_status mpl_rt_generate(struct mpl_rt *rt, const struct mpl_request *reqs, int n_reqs,
                                 const struct mpl_rt_generate_options *opts,
                                 struct mpl_rt_result **results) {
@@ -349,37 +398,37 @@ enum mpl_status mpl_rt_generate(struct mpl_rt *rt, const struct mpl_request *req
   int n = 0, n_eos = 0;
   enum mpl_status st =
       share_requests(rt, reqs, n_reqs, opts, &wreqs, &ids, &offsets, &n, &eos, &n_eos);
-  int *group_of = NULL, *mine = NULL, *per_group = NULL, n_mine = 0;
-  int64_t *costs = NULL;
+  struct costed *by_cost = NULL;
+  int *order = NULL;
+  struct mpl_par_counter counter = {MPI_WIN_NULL, NULL};
+  bool shared = false;
   struct driver d = {0};
   if (st != MPL_OK) goto out;
-  group_of = malloc((size_t)(n ? n : 1) * sizeof *group_of);
-  mine = malloc((size_t)(n ? n : 1) * sizeof *mine);
-  costs = malloc((size_t)(n ? n : 1) * sizeof *costs);
-  per_group = calloc((size_t)g->dp_size, sizeof *per_group);
-  MPL_ASSERT(group_of && mine && costs && per_group, "no memory for %d requests", n);
+  by_cost = malloc((size_t)(n ? n : 1) * sizeof *by_cost);
+  order = malloc((size_t)(n ? n : 1) * sizeof *order);
+  MPL_ASSERT(by_cost && order, "no memory for %d requests", n);
   /* a request costs its prompt plus what it may generate */
   int need_ctx = 1;
   for (int i = 0; i < n; i++) {
-    costs[i] = (int64_t)wreqs[i].n_prompt + wreqs[i].max_tokens;
+    by_cost[i] = (struct costed){(int64_t)wreqs[i].n_prompt + wreqs[i].max_tokens, i};
     int want = wreqs[i].n_prompt + wreqs[i].max_tokens;
     if (want > cfg->max_position_embeddings) want = cfg->max_position_embeddings;
     if (want > need_ctx) need_ctx = want;
   }
-  mpl_rt_balance(costs, n, g->dp_size, group_of);
-  int most = 1;
-  for (int i = 0; i < n; i++) {
-    per_group[group_of[i]]++;
-    if (group_of[i] == g->dp_rank) mine[n_mine++] = i;
-  }
-  for (int k = 0; k < g->dp_size; k++)
-    if (per_group[k] > most) most = per_group[k];
+  /* several replicas take the longest first, so that the last ones taken are short */
+  if (g->dp_size > 1) qsort(by_cost, (size_t)n, sizeof *by_cost, longest_first);
+  for (int i = 0; i < n; i++) order[i] = by_cost[i].index;
   int max_batch = opts->max_batch > 0 ? opts->max_batch : 16;
-  st = mpl_rt_reserve(rt, most < max_batch ? most : max_batch, need_ctx);
+  st = mpl_rt_reserve(rt, n < 1 ? 1 : n < max_batch ? n : max_batch, need_ctx);
+  /* one request (streamed, or with its prompt logits) stays on rank 0's replica */
+  if (st == MPL_OK && g->dp_size > 1 && n > 1) {
+    st = mpl_par_counter_create(g->world, &counter);
+    shared = st == MPL_OK;
+  }
   if (st != MPL_OK) goto out;
-  d = (struct driver){rt, wreqs, ids, offsets, eos, n_eos, mine, n_mine, opts, NULL};
-  d.results = calloc((size_t)(n_mine ? n_mine : 1), sizeof *d.results);
-  MPL_ASSERT(d.results != NULL, "no memory for %d answers", n_mine);
+  d = (struct driver){.rt = rt, .wreqs = wreqs, .ids = ids, .offsets = offsets, .eos = eos, .n_eos = n_eos,
+                      .order = order, .n_total = n, .counter = shared ? &counter : NULL,
+                      .exhausted = !shared && g->dp_rank != 0, .opts = opts};
   if (mpl_rt_is_driver(rt)) {
     st = drive(&d);
     enum mpl_status s = mpl_rt_finish(rt);
@@ -390,13 +439,13 @@ enum mpl_status mpl_rt_generate(struct mpl_rt *rt, const struct mpl_request *req
   /* replicas finish at different times; they meet here */
   st = mpl_par_agree(g->world, st);
   /* only drivers hold answers */
-  if (st == MPL_OK) st = gather_results(rt, &d, mpl_rt_is_driver(rt) ? n_mine : 0, n, results);
+  if (st == MPL_OK) st = gather_results(rt, &d, mpl_rt_is_driver(rt) ? d.n_mine : 0, n, results);
 out:
+  if (shared) mpl_par_counter_free(&counter); /* every rank gets here: collective */
   if (d.results) mpl_rt_results_free(d.results, d.n_mine);
-  free(group_of);
-  free(mine);
-  free(costs);
-  free(per_group);
+  free(d.mine);
+  free(by_cost);
+  free(order);
   mpl_free(wreqs);
   mpl_free(ids);
   mpl_free(offsets);
