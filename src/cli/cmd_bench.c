@@ -4,7 +4,8 @@
  * Reports tok/s (mean +- stddev), per-token latency p50/p95, the share of time in
  * communication (mean and max over ranks), per-rank peak memory and weight bytes,
  * and for decode the share of the measured read bandwidth that streaming the
- * weights once per step amounts to. */
+ * weights once per step amounts to. --pool R also runs R requests per replica
+ * through the coordinator, replicas taking them as they free up. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -138,6 +139,69 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
   return st;
 }
 
+/* A pool of requests through the coordinator (mpl_rt_generate): random prompts of L
+ * ids, G tokens each (no stop tokens), B in flight per replica; the replicas take
+ * requests as they free up. Generated tokens per second of wall time, prefill and
+ * the answers' gather included: what a batch job of that many requests gets. */
+struct pool_row {
+  int n_requests;
+  double tok_s_mean, tok_s_std, wall_mean, wall_std;
+};
+
+static enum mpl_status run_pool(struct mpl_rt *rt, int n, int batch, int prompt_len, int gen, int reps,
+                                int warmup, struct pool_row *row) {
+  const struct mpl_grid *g = mpl_rt_grid(rt);
+  int vocab = mpl_rt_config(rt)->vocab_size;
+  struct mpl_request *reqs = calloc((size_t)n, sizeof *reqs);
+  double *tok_s = calloc((size_t)reps, sizeof(double)), *wall = calloc((size_t)reps, sizeof(double));
+  MPL_ASSERT(reqs && tok_s && wall, "no memory for %d requests", n);
+  enum mpl_status st = MPL_OK;
+  struct mpl_sampler_rng rng;
+  mpl_sampler_rng_seed(&rng, 4242);
+  for (int i = 0; i < n && st == MPL_OK; i++) {
+    struct mpl_request *q = &reqs[i];
+    snprintf(q->id, sizeof q->id, "%d", i);
+    q->prompt = malloc((size_t)prompt_len * sizeof(int32_t));
+    if (!q->prompt) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for a prompt");
+    for (int k = 0; q->prompt && k < prompt_len; k++)
+      q->prompt[k] = (int32_t)(mpl_sampler_rng_next(&rng) % (uint64_t)vocab);
+    q->n_prompt = prompt_len;
+    q->max_tokens = gen;
+    mpl_sampler_params_default(&q->sampling);
+  }
+  st = mpl_par_agree(g->world, st);
+  struct mpl_rt_generate_options go = {batch, NULL, 0, NULL, NULL, NULL};
+  for (int r = -warmup; st == MPL_OK && r < reps; r++) {
+    st = mpl_par_barrier(g->world);
+    double t0 = mpl_time_now();
+    struct mpl_rt_result *results = NULL;
+    if (st == MPL_OK) st = mpl_rt_generate(rt, reqs, n, &go, &results);
+    double dt = mpl_time_now() - t0;
+    int64_t made = 0;
+    for (int i = 0; results && i < n; i++) made += results[i].n_tokens;
+    mpl_rt_results_free(results, n);
+    /* rank 0 holds the answers; its clock ends after the gather */
+    double both[2] = {dt, (double)made};
+    if (st == MPL_OK) st = mpl_par_bcast(g->world, both, sizeof both, 0);
+    if (st == MPL_OK && r >= 0) {
+      wall[r] = both[0];
+      tok_s[r] = both[0] > 0 ? both[1] / both[0] : 0.0;
+    }
+  }
+  if (st == MPL_OK) {
+    row->n_requests = n;
+    row->tok_s_mean = mpl_rt_mean(tok_s, reps);
+    row->tok_s_std = mpl_rt_stddev(tok_s, reps);
+    row->wall_mean = mpl_rt_mean(wall, reps);
+    row->wall_std = mpl_rt_stddev(wall, reps);
+  }
+  for (int i = 0; i < n; i++) free(reqs[i].prompt);
+  free(reqs);
+  free(tok_s);
+  free(wall);
+  return st;
+}
+
 /* Data parallelism: the batch ends with its slowest replica. Each replica's own rate
  * shows whether one lags (a busy core, a slow link) or all slow down together
  * (memory bandwidth); their sum is what balancing the work between them would give. */
@@ -175,7 +239,7 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   /* a seed-network file has its own bench, in the same table and JSON style */
   if (mpl_cmd_bench_is_blend(argc, argv)) return mpl_cmd_bench_blend(argc, argv, ctx);
   const char *model = NULL, *batches = "1", *json_path = NULL;
-  long prompt_len = 128, gen = 32, reps = 3, warmup = 1, bw_mib = 1024;
+  long prompt_len = 128, gen = 32, reps = 3, warmup = 1, bw_mib = 1024, pool = 0;
   struct mpl_cli_rt_args ra = {0};
   const struct mpl_opt opts[] = {
       {"model", 'm', MPL_OPT_STRING, &model, "MODEL", "model file (.h5) or shard folder (required)"},
@@ -185,6 +249,9 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
       {"reps", 'r', MPL_OPT_INT, &reps, "R", "repetitions after the warm-up (default 3)"},
       {"warmup", 0, MPL_OPT_INT, &warmup, "W", "warm-up repetitions, not counted (default 1)"},
       {"bw-mib", 0, MPL_OPT_INT, &bw_mib, "MiB", "bandwidth probe buffer over all ranks; 0 skips (default 1024)"},
+      {"pool", 0, MPL_OPT_INT, &pool, "R",
+       "also run R requests per replica through generate, replicas taking them as they free up "
+       "(the first --batch in flight per replica); 0: off (default)"},
       {"json", 0, MPL_OPT_STRING, &json_path, "FILE", "also write the results as JSON"},
       MPL_CLI_RT_OPTS(ra),
   };
@@ -197,8 +264,9 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   enum mpl_status st = mpl_cli_parse_options(&spec, argc, argv, &help);
   if (st != MPL_OK || help) return st;
   if (!model) return mpl_error_set(MPL_ERR_ARG, "bench needs a model (-m MODEL)");
-  if (prompt_len < 1 || gen < 1 || reps < 1 || warmup < 0 || bw_mib < 0)
-    return mpl_error_set(MPL_ERR_ARG, "--prompt-len, --gen and --reps must be >= 1, --warmup and --bw-mib >= 0");
+  if (prompt_len < 1 || gen < 1 || reps < 1 || warmup < 0 || bw_mib < 0 || pool < 0)
+    return mpl_error_set(MPL_ERR_ARG,
+                         "--prompt-len, --gen and --reps must be >= 1, --warmup, --bw-mib and --pool >= 0");
   int *sizes = NULL, n_sizes = 0;
   st = parse_batches(batches, &sizes, &n_sizes);
   if (st != MPL_OK) return st;
@@ -219,6 +287,9 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   MPL_ASSERT(rows != NULL, "no memory for %d rows", n_sizes);
   for (int i = 0; st == MPL_OK && i < n_sizes; i++)
     st = run_batch(rt, sizes[i], (int)prompt_len, (int)gen, (int)reps, (int)warmup, &rows[i]);
+  struct pool_row pool_res = {0};
+  if (st == MPL_OK && pool > 0)
+    st = run_pool(rt, (int)pool * g->dp_size, sizes[0], (int)prompt_len, (int)gen, (int)reps, (int)warmup, &pool_res);
   /* per-rank memory and weights, after the runs and before the probe's buffer */
   double mine[2] = {(double)mpl_rt_peak_rss_bytes(), weights};
   /* every rank probes at once: the bandwidth the whole layout can draw */
@@ -270,6 +341,10 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
              mpl_format_bytes(peak_max, b2, sizeof b2), mpl_format_bytes(w_max, b3, sizeof b3), bu);
     }
     for (int i = 0; g->dp_size > 1 && i < n_sizes; i++) print_replicas(&rows[i], g->dp_size);
+    if (pool > 0)
+      printf("pool: %d requests of %ld + %ld tokens, %d in flight per replica, taken as replicas free up: "
+             "%.2f +- %.2f generated tok/s (%.2f s +- %.2f per pool)\n",
+             pool_res.n_requests, prompt_len, gen, sizes[0], pool_res.tok_s_mean, pool_res.tok_s_std, pool_res.wall_mean, pool_res.wall_std);
     if (json_path) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "model", model);
@@ -290,6 +365,15 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
         cJSON_AddNumberToObject(e, "peak_rss_bytes", per_rank[2 * i]);
         cJSON_AddNumberToObject(e, "weight_bytes", per_rank[2 * i + 1]);
         cJSON_AddItemToArray(pr, e);
+      }
+      if (pool > 0) {
+        cJSON *po = cJSON_AddObjectToObject(o, "pool");
+        cJSON_AddNumberToObject(po, "requests", pool_res.n_requests);
+        cJSON_AddNumberToObject(po, "in_flight_per_replica", sizes[0]);
+        cJSON_AddNumberToObject(po, "generated_tok_s", pool_res.tok_s_mean);
+        cJSON_AddNumberToObject(po, "generated_tok_s_std", pool_res.tok_s_std);
+        cJSON_AddNumberToObject(po, "wall_s", pool_res.wall_mean);
+        cJSON_AddNumberToObject(po, "wall_s_std", pool_res.wall_std);
       }
       cJSON *res = cJSON_AddArrayToObject(o, "results");
       for (int i = 0; i < n_sizes; i++) {

@@ -58,6 +58,12 @@ mpi 2 bench -m "$model" --prompt-len 8 --gen 4 --batch 3 --reps 1 --warmup 0 --b
 grep -q "^batch 3, decode tok/s of each replica alone: [0-9.]* [0-9.]*$" "$work/out" || fail "bench replicas: $(cat "$work/out")"
 python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["results"][0]["decode_tok_s_per_replica"]; sys.exit(len(r) != 2 or min(r) <= 0)' \
   "$work/d.json" || fail "bench json per replica: $(cat "$work/d.json")"
+# a pool of requests that the replicas take as they free up: every answer counted
+mpi 2 bench -m "$model" --prompt-len 6 --gen 5 --batch 2 --reps 1 --warmup 0 --bw-mib 0 --dp 2 --pool 5 --json "$work/p.json" >"$work/out" 2>"$work/err" \
+  || fail "bench --pool: $(cat "$work/err")"
+grep -q "^pool: 10 requests of 6 + 5 tokens, 2 in flight per replica, .*: [0-9.]* +- [0-9.]* generated tok/s" "$work/out" || fail "bench pool line: $(cat "$work/out")"
+python3 -c 'import json, sys; p = json.load(open(sys.argv[1]))["pool"]; sys.exit(p["requests"] != 10 or p["generated_tok_s"] <= 0)' \
+  "$work/p.json" || fail "bench json pool: $(cat "$work/p.json")"
 # OpenBLAS on its generic SSE kernels (forced here) is named with its fix on AVX2+ CPUs
 if grep -qw avx2 /proc/cpuinfo && "$bin" info 2>/dev/null | grep -q DYNAMIC_ARCH; then
   OPENBLAS_CORETYPE=Prescott "$bin" info >"$work/out" 2>&1 || fail "info: $(cat "$work/out")"
