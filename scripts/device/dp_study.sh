@@ -12,7 +12,9 @@
 # alone and with core_probe copies (fma for 32, read for 4) busy on CPUs 9-15, i.e.
 # one replica with the other seven replicas' load but none of mpillm's.
 # STUDY=repeat runs instead: PAIRS (5) alternations of dp = 1 and dp = 8 at batch
-# REPEAT_BATCH (32) on placement REPEAT_PLACE (high), for the ratio's spread.
+# REPEAT_BATCH (32) on placement REPEAT_PLACE (high), for the ratio's spread;
+# POOL=R adds `bench --pool R` to each (R requests per replica that the replicas take
+# as they free up) and the pool's ratio to the summary.
 # HERE first: scripts/device/fetch_deps.sh; THERE (device tool, carry .devwork):
 #   scripts/device/dp_study.sh
 # Environment: OUT (results folder, set by the device tool), DP_BATCHES ("4 32"),
@@ -89,6 +91,7 @@ bench() { # PLACE LAYOUT N BATCH GEN: N ranks, rank r pinned to the r-th CPU of 
   local place=$1 layout=$2 n=$3 b=$4 gen=$5 name=bench_$1_$2_b$4
   local args=(bench -m "$model" --threads 1 --batch "$b" --prompt-len "${PROMPT_LEN:-8}" --gen "$gen"
               --reps "${REPS:-2}" --warmup 1 --bw-mib 1024 --json "$res/$name.json")
+  [ "${POOL:-0}" -gt 0 ] && args+=(--pool "$POOL")
   case $layout in dp*) args+=(--dp "$n" --tp 1 --pp 1) ;; tp*) args+=(--tp "$n" --dp 1 --pp 1) ;; esac
   say "--- $name"
   # shellcheck disable=SC2016
@@ -110,7 +113,7 @@ if [ "${STUDY:-}" = repeat ]; then
   python3 - "$res" <<'PY' | tee "$OUT/summary.txt"
 import glob, json, os, statistics as st, sys
 d = sys.argv[1]
-one, batch, summed = [], [], []
+one, batch, summed, pool1, pooln = [], [], [], [], []
 for f in sorted(glob.glob(os.path.join(d, "pair*_dp1.json"))):
     g = [x for x in glob.glob(f.replace("_dp1.json", "_dp*.json")) if x != f]
     if not g: continue
@@ -119,9 +122,15 @@ for f in sorted(glob.glob(os.path.join(d, "pair*_dp1.json"))):
     one.append(a["decode_tok_s"]); batch.append(b["decode_tok_s"]); summed.append(sum(b["decode_tok_s_per_replica"]))
     print(f"{os.path.basename(f)[:-9]}: dp1 {one[-1]:.2f}, dpN {batch[-1]:.2f} (x{batch[-1] / one[-1]:.2f}), "
           f"sum of replicas {summed[-1]:.2f} (x{summed[-1] / one[-1]:.2f})")
+    pa, pb = json.load(open(f)).get("pool"), json.load(open(g)).get("pool")
+    if pa and pb:
+        pool1.append(pa["generated_tok_s"]); pooln.append(pb["generated_tok_s"])
+        print(f"  pool: dp1 {pool1[-1]:.2f}, dpN {pooln[-1]:.2f} generated tok/s (x{pooln[-1] / pool1[-1]:.2f})")
 m = lambda v: f"{st.mean(v):.2f} +- {st.stdev(v) if len(v) > 1 else 0:.2f}"
 print(f"{len(one)} pairs: dp1 {m(one)}, dpN {m(batch)} (x{st.mean(batch) / st.mean(one):.2f}), "
       f"sum of replicas {m(summed)} (x{st.mean(summed) / st.mean(one):.2f})")
+if pool1:
+    print(f"pool, {len(pool1)} pairs: dp1 {m(pool1)}, dpN {m(pooln)} generated tok/s (x{st.mean(pooln) / st.mean(pool1):.2f})")
 PY
   tar -czf "$OUT/results.tar.gz" -C "$res" .
   exit 0
