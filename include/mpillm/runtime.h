@@ -89,6 +89,9 @@ enum mpl_status mpl_rt_read_requests(const char *path, const struct mpl_sampler_
                                      struct mpl_request **reqs, int *n_reqs);
 void mpl_rt_requests_free(struct mpl_request *reqs, int n_reqs);
 
+/* order [n] = the item indices by cost, largest first (ties: lower index first).
+ * Local. */
+void mpl_rt_longest_first(const int64_t *costs, int n, int *order);
 /* Assigns n items of the given costs to n_groups groups, balancing the summed cost:
  * the largest items first, each to the least loaded group (ties: lowest group), so
  * the answer is the same on every rank. group_of [n]. Local. */

@@ -374,17 +374,6 @@ static enum mpl_status gather_results(struct mpl_rt *rt, const struct driver *d,
   return st;
 }
 
-struct costed {
-  int64_t cost;
-  int index;
-};
-
-static int longest_first(const void *a, const void *b) {
-  const struct costed *x = a, *y = b;
-  if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
-  return x->index - y->index;
-}
-
 enum mpl_status mpl_rt_generate(struct mpl_rt *rt, const struct mpl_request *reqs, int n_reqs,
                                 const struct mpl_rt_generate_options *opts,
                                 struct mpl_rt_result **results) {
@@ -398,26 +387,27 @@ enum mpl_status mpl_rt_generate(struct mpl_rt *rt, const struct mpl_request *req
   int n = 0, n_eos = 0;
   enum mpl_status st =
       share_requests(rt, reqs, n_reqs, opts, &wreqs, &ids, &offsets, &n, &eos, &n_eos);
-  struct costed *by_cost = NULL;
+  int64_t *costs = NULL;
   int *order = NULL;
   struct mpl_par_counter counter = {MPI_WIN_NULL, NULL};
   bool shared = false;
   struct driver d = {0};
   if (st != MPL_OK) goto out;
-  by_cost = malloc((size_t)(n ? n : 1) * sizeof *by_cost);
+  costs = malloc((size_t)(n ? n : 1) * sizeof *costs);
   order = malloc((size_t)(n ? n : 1) * sizeof *order);
-  MPL_ASSERT(by_cost && order, "no memory for %d requests", n);
+  MPL_ASSERT(costs && order, "no memory for %d requests", n);
   /* a request costs its prompt plus what it may generate */
   int need_ctx = 1;
   for (int i = 0; i < n; i++) {
-    by_cost[i] = (struct costed){(int64_t)wreqs[i].n_prompt + wreqs[i].max_tokens, i};
+    costs[i] = (int64_t)wreqs[i].n_prompt + wreqs[i].max_tokens;
     int want = wreqs[i].n_prompt + wreqs[i].max_tokens;
     if (want > cfg->max_position_embeddings) want = cfg->max_position_embeddings;
     if (want > need_ctx) need_ctx = want;
   }
   /* several replicas take the longest first, so that the last ones taken are short */
-  if (g->dp_size > 1) qsort(by_cost, (size_t)n, sizeof *by_cost, longest_first);
-  for (int i = 0; i < n; i++) order[i] = by_cost[i].index;
+  if (g->dp_size > 1) mpl_rt_longest_first(costs, n, order);
+  else
+    for (int i = 0; i < n; i++) order[i] = i;
   int max_batch = opts->max_batch > 0 ? opts->max_batch : 16;
   st = mpl_rt_reserve(rt, n < 1 ? 1 : n < max_batch ? n : max_batch, need_ctx);
   /* one request (streamed, or with its prompt logits) stays on rank 0's replica */
@@ -444,7 +434,7 @@ out:
   if (shared) mpl_par_counter_free(&counter); /* every rank gets here: collective */
   if (d.results) mpl_rt_results_free(d.results, d.n_mine);
   free(d.mine);
-  free(by_cost);
+  free(costs);
   free(order);
   mpl_free(wreqs);
   mpl_free(ids);

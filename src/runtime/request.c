@@ -183,18 +183,26 @@ static int by_cost_desc(const void *a, const void *b) {
   return x->index - y->index;
 }
 
+void mpl_rt_longest_first(const int64_t *costs, int n, int *order) {
+  struct ranked *ranked = malloc((size_t)(n ? n : 1) * sizeof *ranked);
+  MPL_ASSERT(ranked != NULL, "no memory to order %d items", n);
+  for (int i = 0; i < n; i++) ranked[i] = (struct ranked){costs[i], i};
+  qsort(ranked, (size_t)n, sizeof *ranked, by_cost_desc);
+  for (int i = 0; i < n; i++) order[i] = ranked[i].index;
+  free(ranked);
+}
+
 void mpl_rt_balance(const int64_t *costs, int n, int n_groups, int *group_of) {
-  struct ranked *order = malloc((size_t)(n ? n : 1) * sizeof *order);
+  int *order = malloc((size_t)(n ? n : 1) * sizeof *order);
   int64_t *load = calloc((size_t)n_groups, sizeof *load);
   MPL_ASSERT(order && load, "no memory to balance %d items", n);
-  for (int i = 0; i < n; i++) order[i] = (struct ranked){costs[i], i};
-  qsort(order, (size_t)n, sizeof *order, by_cost_desc);
+  mpl_rt_longest_first(costs, n, order);
   for (int i = 0; i < n; i++) {
     int g = 0;
     for (int k = 1; k < n_groups; k++)
       if (load[k] < load[g]) g = k;
-    group_of[order[i].index] = g;
-    load[g] += order[i].cost;
+    group_of[order[i]] = g;
+    load[g] += costs[order[i]];
   }
   free(order);
   free(load);
