@@ -409,7 +409,10 @@ enum mpl_status mpl_rt_generate(struct mpl_rt *rt, const struct mpl_request *req
   else
     for (int i = 0; i < n; i++) order[i] = i;
   int max_batch = opts->max_batch > 0 ? opts->max_batch : 16;
-  st = mpl_rt_reserve(rt, n < 1 ? 1 : n < max_batch ? n : max_batch, need_ctx);
+  /* in flight per replica: its even share at most (the cache stays that size; a fast
+   * replica takes more requests over time, not more at once) */
+  int share = (n + g->dp_size - 1) / g->dp_size;
+  st = mpl_rt_reserve(rt, share < 1 ? 1 : share < max_batch ? share : max_batch, need_ctx);
   /* one request (streamed, or with its prompt logits) stays on rank 0's replica */
   if (st == MPL_OK && g->dp_size > 1 && n > 1) {
     st = mpl_par_counter_create(g->world, &counter);
