@@ -137,5 +137,11 @@ double mpl_par_net_delay_seconds(void);
 /* Seconds this process spent inside the wrappers since start or the last reset. Local. */
 double mpl_par_comm_seconds(void);
 void mpl_par_comm_reset(void);
+/* Diagnostics: with on, every all-reduce first waits at a barrier timed apart, so
+ * that mpl_par_comm_seconds counts the transfer and mpl_par_comm_wait_seconds the
+ * waiting for the slowest rank (which the barrier adds nothing to: the all-reduce
+ * would have waited as long). Off by default; reset with mpl_par_comm_reset. Local. */
+void mpl_par_comm_measure_waiting(bool on);
+double mpl_par_comm_wait_seconds(void);
 
 #endif

@@ -11,6 +11,7 @@
 # STUDY=neighbours runs instead (after the build): dp = 1 on CPU 8 at batches 32 and 4,
 # alone and with core_probe copies (fma for 32, read for 4) busy on CPUs 9-15, i.e.
 # one replica with the other seven replicas' load but none of mpillm's.
+# SPLIT_WAIT=1 runs the tp benches with --split-wait (waiting apart from transfer).
 # STUDY=repeat runs instead: PAIRS (5) alternations of dp = 1 and dp = 8 at batch
 # REPEAT_BATCH (32) on placement REPEAT_PLACE (high), for the ratio's spread;
 # POOL=R adds `bench --pool R` to each (R requests per replica that the replicas take
@@ -92,6 +93,7 @@ bench() { # PLACE LAYOUT N BATCH GEN: N ranks, rank r pinned to the r-th CPU of 
   local args=(bench -m "$model" --threads 1 --batch "$b" --prompt-len "${PROMPT_LEN:-8}" --gen "$gen"
               --reps "${REPS:-2}" --warmup 1 --bw-mib 1024 --json "$res/$name.json")
   [ "${POOL:-0}" -gt 0 ] && args+=(--pool "$POOL")
+  case $layout in tp*) [ "${SPLIT_WAIT:-0}" = 1 ] && args+=(--split-wait) ;; esac
   case $layout in dp*) args+=(--dp "$n" --tp 1 --pp 1) ;; tp*) args+=(--tp "$n" --dp 1 --pp 1) ;; esac
   say "--- $name"
   # shellcheck disable=SC2016

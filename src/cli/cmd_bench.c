@@ -21,6 +21,7 @@ struct bench_row {
   double prefill_mean, prefill_std, decode_mean, decode_std; /* tok/s, all replicas */
   double p50_ms, p95_ms;                                      /* per decode step, rank 0 */
   double comm_mean, comm_max;                                 /* % of wall time */
+  double wait_mean, wait_max; /* --split-wait: % of wall time waiting before all-reduces */
   double bw_share;                                            /* decode weight reads / bandwidth */
   double *replica_decode; /* [dp_size] each replica's own decode tok/s, mean of the reps */
 };
@@ -81,10 +82,11 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
   double *prefill = calloc((size_t)reps, sizeof(double)), *decode = calloc((size_t)reps, sizeof(double));
   double *steps = calloc((size_t)(gen ? gen : 1) * reps, sizeof(double));
   double *comm = calloc((size_t)reps, sizeof(double)), *comm_max = calloc((size_t)reps, sizeof(double));
+  double *wait = calloc((size_t)reps, sizeof(double)), *wait_max = calloc((size_t)reps, sizeof(double));
   /* per rank: its replica's decode seconds when it drives it, else 0, and its replica */
   double *drivers = calloc((size_t)g->size * 2, sizeof(double));
   row->replica_decode = calloc((size_t)g->dp_size, sizeof(double));
-  MPL_ASSERT(prefill && decode && steps && comm && comm_max && drivers && row->replica_decode,
+  MPL_ASSERT(prefill && decode && steps && comm && comm_max && wait && wait_max && drivers && row->replica_decode,
              "no memory for %d repetitions", reps);
   for (int r = -warmup; st == MPL_OK && r < reps; r++) {
     st = mpl_par_barrier(g->world);
@@ -103,21 +105,24 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
     }
     double wall = mpl_time_now() - t0;
     double share = wall > 0 ? 100.0 * mpl_par_comm_seconds() / wall : 0.0;
+    double waited = wall > 0 ? 100.0 * mpl_par_comm_wait_seconds() / wall : 0.0;
     st = mpl_par_agree(g->world, st);
     if (st != MPL_OK || r < 0) continue;
-    double shares[2] = {share, share};
+    double shares[4] = {share, waited, share, waited}; /* summed, then the largest */
     double mine[2] = {mpl_rt_is_driver(rt) ? times[1] : 0.0, (double)g->dp_rank};
     st = mpl_par_allgather(g->world, mine, sizeof mine, drivers);
     for (int i = 0; st == MPL_OK && i < g->size; i++)
       if (drivers[2 * i] > 0) row->replica_decode[(int)drivers[2 * i + 1]] += (double)batch * gen / drivers[2 * i] / reps;
     if (st == MPL_OK) st = mpl_par_allreduce_max_f64(g->world, times, 2);
-    if (st == MPL_OK) st = mpl_par_allreduce_sum_f64(g->world, shares, 1);
-    if (st == MPL_OK) st = mpl_par_allreduce_max_f64(g->world, shares + 1, 1);
+    if (st == MPL_OK) st = mpl_par_allreduce_sum_f64(g->world, shares, 2);
+    if (st == MPL_OK) st = mpl_par_allreduce_max_f64(g->world, shares + 2, 2);
     double tokens = (double)g->dp_size * batch;
     prefill[r] = times[0] > 0 ? tokens * prompt_len / times[0] : 0.0;
     decode[r] = times[1] > 0 ? tokens * gen / times[1] : 0.0;
     comm[r] = shares[0] / g->size;
-    comm_max[r] = shares[1];
+    wait[r] = shares[1] / g->size;
+    comm_max[r] = shares[2];
+    wait_max[r] = shares[3];
   }
   if (st == MPL_OK) {
     row->batch = batch;
@@ -129,6 +134,8 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
     row->p95_ms = 1e3 * mpl_rt_quantile(steps, gen * reps, 0.95);
     row->comm_mean = mpl_rt_mean(comm, reps);
     row->comm_max = mpl_rt_mean(comm_max, reps);
+    row->wait_mean = mpl_rt_mean(wait, reps);
+    row->wait_max = mpl_rt_mean(wait_max, reps);
   }
   free(drivers);
   free(prefill);
@@ -136,6 +143,8 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
   free(steps);
   free(comm);
   free(comm_max);
+  free(wait);
+  free(wait_max);
   return st;
 }
 
@@ -240,6 +249,7 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   if (mpl_cmd_bench_is_blend(argc, argv)) return mpl_cmd_bench_blend(argc, argv, ctx);
   const char *model = NULL, *batches = "1", *json_path = NULL;
   long prompt_len = 128, gen = 32, reps = 3, warmup = 1, bw_mib = 1024, pool = 0;
+  bool split_wait = false;
   struct mpl_cli_rt_args ra = {0};
   const struct mpl_opt opts[] = {
       {"model", 'm', MPL_OPT_STRING, &model, "MODEL", "model file (.h5) or shard folder (required)"},
@@ -252,6 +262,9 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
       {"pool", 0, MPL_OPT_INT, &pool, "R",
        "also run R requests per replica through generate, replicas taking them as they free up "
        "(the first --batch in flight per replica); 0: off (default)"},
+      {"split-wait", 0, MPL_OPT_FLAG, &split_wait, NULL,
+       "time a barrier before each all-reduce apart: comm % is then the transfer, and a line per batch "
+       "gives the waiting for the slowest rank"},
       {"json", 0, MPL_OPT_STRING, &json_path, "FILE", "also write the results as JSON"},
       MPL_CLI_RT_OPTS(ra),
   };
@@ -270,6 +283,7 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   int *sizes = NULL, n_sizes = 0;
   st = parse_batches(batches, &sizes, &n_sizes);
   if (st != MPL_OK) return st;
+  mpl_par_comm_measure_waiting(split_wait);
   struct mpl_rt *rt = NULL;
   st = mpl_cli_rt_start(&ra, model, &rt);
   if (st != MPL_OK) {
@@ -341,6 +355,10 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
              mpl_format_bytes(peak_max, b2, sizeof b2), mpl_format_bytes(w_max, b3, sizeof b3), bu);
     }
     for (int i = 0; g->dp_size > 1 && i < n_sizes; i++) print_replicas(&rows[i], g->dp_size);
+    for (int i = 0; split_wait && i < n_sizes; i++)
+      printf("batch %d: waiting for the slowest rank before all-reduces %.1f%% mean / %.1f%% max of wall time "
+             "(comm %% above: the transfer alone)\n",
+             rows[i].batch, rows[i].wait_mean, rows[i].wait_max);
     if (pool > 0)
       printf("pool: %d requests of %ld + %ld tokens, %d in flight per replica, taken as replicas free up: "
              "%.2f +- %.2f generated tok/s (%.2f s +- %.2f per pool)\n",
@@ -389,6 +407,10 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
         cJSON_AddNumberToObject(e, "latency_p95_ms", r->p95_ms);
         cJSON_AddNumberToObject(e, "comm_pct_mean", r->comm_mean);
         cJSON_AddNumberToObject(e, "comm_pct_max", r->comm_max);
+        if (split_wait) {
+          cJSON_AddNumberToObject(e, "wait_pct_mean", r->wait_mean);
+          cJSON_AddNumberToObject(e, "wait_pct_max", r->wait_max);
+        }
         cJSON_AddNumberToObject(e, "bandwidth_share", r->bw_share);
         cJSON_AddItemToObject(e, "decode_tok_s_per_replica", cJSON_CreateDoubleArray(r->replica_decode, g->dp_size));
         cJSON_AddItemToArray(res, e);

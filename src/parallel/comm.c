@@ -225,8 +225,24 @@ enum mpl_status mpl_par_net_configure_from_env(void) {
 
 double mpl_par_net_delay_seconds(void) { return net.added_seconds; }
 
+/* the opt-in split of waiting from transfer (see parallel.h) */
+static bool measure_waiting = false;
+static double wait_seconds = 0.0;
+
+void mpl_par_comm_measure_waiting(bool on) { measure_waiting = on; }
+double mpl_par_comm_wait_seconds(void) { return wait_seconds; }
+
+/* Before a reduction: a barrier, timed apart, so that the reduction's own time is the
+ * transfer and the barrier's is waiting for the slowest rank to arrive. */
+static void wait_for_all(MPI_Comm comm) {
+  if (!measure_waiting) return;
+  double t0 = mpl_time_now();
+  MPI_Barrier(comm);
+  wait_seconds += mpl_time_now() - t0;
+}
+
 double mpl_par_comm_seconds(void) { return comm_seconds; }
-void mpl_par_comm_reset(void) { comm_seconds = 0.0; }
+void mpl_par_comm_reset(void) { comm_seconds = wait_seconds = 0.0; }
 
 enum mpl_status mpl_par__status(int rc, const char *what) {
   if (rc == MPI_SUCCESS) return MPL_OK;
@@ -263,6 +279,7 @@ enum mpl_status mpl_par_bcast(MPI_Comm comm, void *buf, size_t n_bytes, int root
 
 static enum mpl_status allreduce(MPI_Comm comm, void *buf, size_t n, MPI_Datatype type, MPI_Op op,
                                  const char *what) {
+  wait_for_all(comm);
   double t0 = mpl_time_now();
   int rc = MPI_Allreduce(MPI_IN_PLACE, buf, count_of(n, what), type, op, comm);
   if (rc == MPI_SUCCESS && net.on) {

@@ -58,6 +58,11 @@ mpi 2 bench -m "$model" --prompt-len 8 --gen 4 --batch 3 --reps 1 --warmup 0 --b
 grep -q "^batch 3, decode tok/s of each replica alone: [0-9.]* [0-9.]*$" "$work/out" || fail "bench replicas: $(cat "$work/out")"
 python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["results"][0]["decode_tok_s_per_replica"]; sys.exit(len(r) != 2 or min(r) <= 0)' \
   "$work/d.json" || fail "bench json per replica: $(cat "$work/d.json")"
+# --split-wait: waiting for the slowest rank apart from the transfer, a line and JSON
+mpi 2 bench -m "$model" --prompt-len 6 --gen 4 --reps 1 --warmup 0 --bw-mib 0 --tp 2 --split-wait --json "$work/w.json" >"$work/out" 2>"$work/err" \
+  || fail "bench --split-wait: $(cat "$work/err")"
+grep -q "^batch 1: waiting for the slowest rank before all-reduces [0-9.]*% mean / [0-9.]*% max" "$work/out" || fail "bench wait line: $(cat "$work/out")"
+grep -q '"wait_pct_max"' "$work/w.json" || fail "bench json wait: $(cat "$work/w.json")"
 # a pool of requests that the replicas take as they free up: every answer counted
 mpi 2 bench -m "$model" --prompt-len 6 --gen 5 --batch 2 --reps 1 --warmup 0 --bw-mib 0 --dp 2 --pool 5 --json "$work/p.json" >"$work/out" 2>"$work/err" \
   || fail "bench --pool: $(cat "$work/err")"
