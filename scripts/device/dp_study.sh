@@ -160,7 +160,7 @@ PY
   tar -czf "$OUT/results.tar.gz" -C "$res" .
   exit 0
 fi
-for b in ${DP_BATCHES:-4 32}; do
+for b in ${DP_BATCHES-4 32}; do  # DP_BATCHES="" (set, empty): no dp runs
   for place in ${DP_PLACES:-low spread high}; do
     bench "$place" dp1 1 "$b" "${GEN:-8}"
     bench "$place" "dp${DP_N:-8}" "${DP_N:-8}" "$b" "${GEN:-8}"
