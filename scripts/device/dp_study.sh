@@ -185,8 +185,10 @@ for (kind, place, b, n), r in sorted(rows.items()):
           f"| {o['prefill_tok_s']:.1f} | {r['prefill_tok_s']:.1f} | {r['prefill_tok_s'] / o['prefill_tok_s']:.2f} |")
 for (kind, place, b, n), r in sorted(rows.items()):
     if kind == "tp":
+        wait = (f", waiting for the slowest rank {r['wait_pct_mean']:.1f}% mean / {r['wait_pct_max']:.1f}% max"
+                if "wait_pct_mean" in r else "")
         print(f"tp{n}: decode {r['decode_tok_s']:.2f} +- {r['decode_tok_s_std']:.2f} tok/s, comm {r['comm_pct_mean']:.1f}% mean / "
-              f"{r['comm_pct_max']:.1f}% max, prefill {r['prefill_tok_s']:.1f} tok/s")
+              f"{r['comm_pct_max']:.1f}% max{wait}, prefill {r['prefill_tok_s']:.1f} tok/s")
 PY
 tar -czf "$OUT/results.tar.gz" -C "$res" .
 say "done"
