@@ -26,6 +26,12 @@ struct bench_row {
   double *replica_decode; /* [dp_size] each replica's own decode tok/s, mean of the reps */
 };
 
+/* Mean and standard deviation of the repetitions. */
+static void spread(const double *v, int n, double *mean, double *std) {
+  *mean = mpl_rt_mean(v, n);
+  *std = mpl_rt_stddev(v, n);
+}
+
 /* One repetition on the driver: prefill then decode, feeding back the arg-max. */
 static enum mpl_status drive_once(struct mpl_rt *rt, int batch, int prompt_len, int gen,
                                   uint64_t seed, double *prefill_s, double *decode_s,
@@ -83,8 +89,8 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
   double *steps = calloc((size_t)(gen ? gen : 1) * reps, sizeof(double));
   double *comm = calloc((size_t)reps, sizeof(double)), *comm_max = calloc((size_t)reps, sizeof(double));
   double *wait = calloc((size_t)reps, sizeof(double)), *wait_max = calloc((size_t)reps, sizeof(double));
-  /* per rank: its replica's decode seconds when it drives it, else 0, and its replica */
-  double *drivers = calloc((size_t)g->size * 2, sizeof(double));
+  /* per world rank: its replica's decode seconds when it drives it, else 0 */
+  double *drivers = calloc((size_t)g->size, sizeof(double));
   row->replica_decode = calloc((size_t)g->dp_size, sizeof(double));
   MPL_ASSERT(prefill && decode && steps && comm && comm_max && wait && wait_max && drivers && row->replica_decode,
              "no memory for %d repetitions", reps);
@@ -109,10 +115,13 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
     st = mpl_par_agree(g->world, st);
     if (st != MPL_OK || r < 0) continue;
     double shares[4] = {share, waited, share, waited}; /* summed, then the largest */
-    double mine[2] = {mpl_rt_is_driver(rt) ? times[1] : 0.0, (double)g->dp_rank};
-    st = mpl_par_allgather(g->world, mine, sizeof mine, drivers);
-    for (int i = 0; st == MPL_OK && i < g->size; i++)
-      if (drivers[2 * i] > 0) row->replica_decode[(int)drivers[2 * i + 1]] += (double)batch * gen / drivers[2 * i] / reps;
+    double mine = mpl_rt_is_driver(rt) ? times[1] : 0.0;
+    st = mpl_par_allgather(g->world, &mine, sizeof mine, drivers);
+    /* replica d's driver is world rank d * pp * tp (tp innermost, then pp) */
+    for (int d = 0; st == MPL_OK && d < g->dp_size; d++) {
+      double seconds = drivers[d * g->pp_size * g->tp_size];
+      if (seconds > 0) row->replica_decode[d] += (double)batch * gen / seconds / reps;
+    }
     if (st == MPL_OK) st = mpl_par_allreduce_max_f64(g->world, times, 2);
     if (st == MPL_OK) st = mpl_par_allreduce_sum_f64(g->world, shares, 2);
     if (st == MPL_OK) st = mpl_par_allreduce_max_f64(g->world, shares + 2, 2);
@@ -126,10 +135,8 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
   }
   if (st == MPL_OK) {
     row->batch = batch;
-    row->prefill_mean = mpl_rt_mean(prefill, reps);
-    row->prefill_std = mpl_rt_stddev(prefill, reps);
-    row->decode_mean = mpl_rt_mean(decode, reps);
-    row->decode_std = mpl_rt_stddev(decode, reps);
+    spread(prefill, reps, &row->prefill_mean, &row->prefill_std);
+    spread(decode, reps, &row->decode_mean, &row->decode_std);
     row->p50_ms = 1e3 * mpl_rt_quantile(steps, gen * reps, 0.5);
     row->p95_ms = 1e3 * mpl_rt_quantile(steps, gen * reps, 0.95);
     row->comm_mean = mpl_rt_mean(comm, reps);
@@ -161,13 +168,15 @@ static enum mpl_status run_pool(struct mpl_rt *rt, int n, int batch, int prompt_
                                 int warmup, struct pool_row *row) {
   const struct mpl_grid *g = mpl_rt_grid(rt);
   int vocab = mpl_rt_config(rt)->vocab_size;
-  struct mpl_request *reqs = calloc((size_t)n, sizeof *reqs);
+  /* the coordinator reads the requests on rank 0 only */
+  int n_mine = g->rank == 0 ? n : 0;
+  struct mpl_request *reqs = calloc((size_t)(n_mine ? n_mine : 1), sizeof *reqs);
   double *tok_s = calloc((size_t)reps, sizeof(double)), *wall = calloc((size_t)reps, sizeof(double));
   MPL_ASSERT(reqs && tok_s && wall, "no memory for %d requests", n);
   enum mpl_status st = MPL_OK;
   struct mpl_sampler_rng rng;
   mpl_sampler_rng_seed(&rng, 4242);
-  for (int i = 0; i < n && st == MPL_OK; i++) {
+  for (int i = 0; i < n_mine && st == MPL_OK; i++) {
     struct mpl_request *q = &reqs[i];
     snprintf(q->id, sizeof q->id, "%d", i);
     q->prompt = malloc((size_t)prompt_len * sizeof(int32_t));
@@ -184,7 +193,7 @@ static enum mpl_status run_pool(struct mpl_rt *rt, int n, int batch, int prompt_
     st = mpl_par_barrier(g->world);
     double t0 = mpl_time_now();
     struct mpl_rt_result *results = NULL;
-    if (st == MPL_OK) st = mpl_rt_generate(rt, reqs, n, &go, &results);
+    if (st == MPL_OK) st = mpl_rt_generate(rt, reqs, n_mine, &go, &results);
     double dt = mpl_time_now() - t0;
     int64_t made = 0;
     for (int i = 0; results && i < n; i++) made += results[i].n_tokens;
@@ -199,12 +208,10 @@ static enum mpl_status run_pool(struct mpl_rt *rt, int n, int batch, int prompt_
   }
   if (st == MPL_OK) {
     row->n_requests = n;
-    row->tok_s_mean = mpl_rt_mean(tok_s, reps);
-    row->tok_s_std = mpl_rt_stddev(tok_s, reps);
-    row->wall_mean = mpl_rt_mean(wall, reps);
-    row->wall_std = mpl_rt_stddev(wall, reps);
+    spread(tok_s, reps, &row->tok_s_mean, &row->tok_s_std);
+    spread(wall, reps, &row->wall_mean, &row->wall_std);
   }
-  for (int i = 0; i < n; i++) free(reqs[i].prompt);
+  for (int i = 0; i < n_mine; i++) free(reqs[i].prompt);
   free(reqs);
   free(tok_s);
   free(wall);

@@ -21,7 +21,10 @@ enum mpl_status mpl_par_counter_create(MPI_Comm comm, struct mpl_par_counter *co
     st = mpl_par__status(MPI_Put(&zero, 1, MPI_INT64_T, 0, 0, 1, MPI_INT64_T, counter->win), "MPI_Put");
     if (st == MPL_OK) st = mpl_par__status(MPI_Win_flush(0, counter->win), "MPI_Win_flush");
   }
-  return mpl_par_agree(comm, st); /* and nobody takes before the start value is in */
+  /* and nobody takes before the start value is in; on a failure, every rank frees */
+  st = mpl_par_agree(comm, st);
+  if (st != MPL_OK) mpl_par_counter_free(counter);
+  return st;
 }
 
 enum mpl_status mpl_par_counter_next(struct mpl_par_counter *counter, int64_t *value) {

@@ -132,8 +132,9 @@ struct driver {
 static enum mpl_status take_request(struct driver *d, int *local) {
   *local = -1;
   if (d->exhausted) return MPL_OK;
-  int64_t v = d->next++;
-  if (d->counter) {
+  int64_t v;
+  if (!d->counter) v = d->next++;
+  else {
     enum mpl_status st = mpl_par_counter_next(d->counter, &v);
     if (st != MPL_OK) return st;
   }
