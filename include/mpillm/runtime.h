@@ -208,8 +208,12 @@ struct mpl_rt_eval_result {
 enum mpl_status mpl_rt_eval(struct mpl_rt *rt, const int32_t *tokens, int64_t n_tokens, int ctx,
                             struct mpl_rt_eval_result *result);
 /* The negative log-probability of target under a row of logits [n] (log-softmax
- * in double). Local. */
+ * in double): log(row_sum_exp(x, n, m)) + m - x[target] with m = row_max; the
+ * tensor-parallel path (mpl_rt_step_nll) reduces the same two over the vocabulary
+ * slices. row_max of no columns is -1e300. Local. */
 double mpl_rt_nll(const float *logits, int n, int32_t target);
+double mpl_rt_row_max(const float *x, int n);
+double mpl_rt_row_sum_exp(const float *x, int n, double max);
 
 /* ---- measurements -------------------------------------------------------------- */
 

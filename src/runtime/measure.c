@@ -40,13 +40,22 @@ double mpl_rt_quantile(const double *x, int n, double q) {
   return v;
 }
 
-double mpl_rt_nll(const float *logits, int n, int32_t target) {
-  double max = logits[0];
-  for (int i = 1; i < n; i++)
-    if (logits[i] > max) max = logits[i];
+double mpl_rt_row_max(const float *x, int n) {
+  double max = -1.0e300;
+  for (int i = 0; i < n; i++)
+    if (x[i] > max) max = x[i];
+  return max;
+}
+
+double mpl_rt_row_sum_exp(const float *x, int n, double max) {
   double sum = 0.0;
-  for (int i = 0; i < n; i++) sum += exp((double)logits[i] - max);
-  return -((double)logits[target] - max - log(sum));
+  for (int i = 0; i < n; i++) sum += exp((double)x[i] - max);
+  return sum;
+}
+
+double mpl_rt_nll(const float *logits, int n, int32_t target) {
+  double max = mpl_rt_row_max(logits, n);
+  return log(mpl_rt_row_sum_exp(logits, n, max)) + max - (double)logits[target];
 }
 
 size_t mpl_rt_peak_rss_bytes(void) {

@@ -177,20 +177,12 @@ static enum mpl_status slice_nll(struct mpl_rt *rt, int n_logits, const struct m
   const struct mpl_grid *g = &rt->grid;
   int nv = rt->vocab_end - rt->vocab_begin;
   double *max = rt->nll_work, *sums = rt->nll_work + n_logits; /* sums: [n_logits][2] */
-  for (int r = 0; r < n_logits; r++) {
-    const float *x = rt->part_logits + (size_t)r * nv;
-    double m = -1.0e300;
-    for (int j = 0; j < nv; j++)
-      if (x[j] > m) m = x[j];
-    max[r] = m;
-  }
+  for (int r = 0; r < n_logits; r++) max[r] = mpl_rt_row_max(rt->part_logits + (size_t)r * nv, nv);
   enum mpl_status st = g->tp_size > 1 ? mpl_par_allreduce_max_f64(g->tp_comm, max, (size_t)n_logits) : MPL_OK;
   for (int r = 0; r < n_logits; r++) {
     const float *x = rt->part_logits + (size_t)r * nv;
-    double s = 0.0;
-    for (int j = 0; j < nv; j++) s += exp((double)x[j] - max[r]);
     int32_t target = b->tokens[b->logit_rows[r] + 1];
-    sums[2 * r] = s;
+    sums[2 * r] = mpl_rt_row_sum_exp(x, nv, max[r]);
     sums[2 * r + 1] = target >= rt->vocab_begin && target < rt->vocab_end ? x[target - rt->vocab_begin] : 0.0;
   }
   if (st == MPL_OK && g->tp_size > 1) st = mpl_par_allreduce_sum_f64(g->tp_comm, sums, 2 * (size_t)n_logits);
