@@ -156,9 +156,11 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
 }
 
 /* A pool of requests through the coordinator (mpl_rt_generate): random prompts of L
- * ids, G tokens each (no stop tokens), B in flight per replica; the replicas take
- * requests as they free up. Generated tokens per second of wall time, prefill and
- * the answers' gather included: what a batch job of that many requests gets. */
+ * ids, answers of G/2 to 3G/2 tokens (mean G, seeded, no stop tokens) since a batch
+ * job's answers differ in length, B in flight per replica; the replicas take requests
+ * as they free up, a finished answer's slot taking the next one. Generated tokens per
+ * second of wall time, prefill and the answers' gather included: what a batch job of
+ * that many requests gets. */
 struct pool_row {
   int n_requests;
   double tok_s_mean, tok_s_std, wall_mean, wall_std;
@@ -184,7 +186,8 @@ static enum mpl_status run_pool(struct mpl_rt *rt, int n, int batch, int prompt_
     for (int k = 0; q->prompt && k < prompt_len; k++)
       q->prompt[k] = (int32_t)(mpl_sampler_rng_next(&rng) % (uint64_t)vocab);
     q->n_prompt = prompt_len;
-    q->max_tokens = gen;
+    int shortest = (gen + 1) / 2, longest = gen + gen / 2;
+    q->max_tokens = shortest + (int)(mpl_sampler_rng_next(&rng) % (uint64_t)(longest - shortest + 1));
     mpl_sampler_params_default(&q->sampling);
   }
   st = mpl_par_agree(g->world, st);
@@ -268,7 +271,7 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
       {"bw-mib", 0, MPL_OPT_INT, &bw_mib, "MiB", "bandwidth probe buffer over all ranks; 0 skips (default 1024)"},
       {"pool", 0, MPL_OPT_INT, &pool, "R",
        "also run R requests per replica through generate, replicas taking them as they free up "
-       "(the first --batch in flight per replica); 0: off (default)"},
+       "(answers of G/2 to 3G/2 tokens, the first --batch in flight per replica); 0: off (default)"},
       {"split-wait", 0, MPL_OPT_FLAG, &split_wait, NULL,
        "time a barrier before each all-reduce apart: comm % is then the transfer, and a line per batch "
        "gives the waiting for the slowest rank"},
@@ -367,9 +370,9 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
              "(comm %% above: the transfer alone)\n",
              rows[i].batch, rows[i].wait_mean, rows[i].wait_max);
     if (pool > 0)
-      printf("pool: %d requests of %ld + %ld tokens, %d in flight per replica, taken as replicas free up: "
+      printf("pool: %d requests of %ld + %ld..%ld tokens, %d in flight per replica, taken as replicas free up: "
              "%.2f +- %.2f generated tok/s (%.2f s +- %.2f per pool)\n",
-             pool_res.n_requests, prompt_len, gen, sizes[0], pool_res.tok_s_mean, pool_res.tok_s_std, pool_res.wall_mean, pool_res.wall_std);
+             pool_res.n_requests, prompt_len, (gen + 1) / 2, gen + gen / 2, sizes[0], pool_res.tok_s_mean, pool_res.tok_s_std, pool_res.wall_mean, pool_res.wall_std);
     if (json_path) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "model", model);
@@ -395,6 +398,8 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
         cJSON *po = cJSON_AddObjectToObject(o, "pool");
         cJSON_AddNumberToObject(po, "requests", pool_res.n_requests);
         cJSON_AddNumberToObject(po, "in_flight_per_replica", sizes[0]);
+        cJSON_AddNumberToObject(po, "answer_tokens_min", (double)((gen + 1) / 2));
+        cJSON_AddNumberToObject(po, "answer_tokens_max", (double)(gen + gen / 2));
         cJSON_AddNumberToObject(po, "generated_tok_s", pool_res.tok_s_mean);
         cJSON_AddNumberToObject(po, "generated_tok_s_std", pool_res.tok_s_std);
         cJSON_AddNumberToObject(po, "wall_s", pool_res.wall_mean);

@@ -66,8 +66,8 @@ grep -q '"wait_pct_max"' "$work/w.json" || fail "bench json wait: $(cat "$work/w
 # a pool of requests that the replicas take as they free up: every answer counted
 mpi 2 bench -m "$model" --prompt-len 6 --gen 5 --batch 2 --reps 1 --warmup 0 --bw-mib 0 --dp 2 --pool 5 --json "$work/p.json" >"$work/out" 2>"$work/err" \
   || fail "bench --pool: $(cat "$work/err")"
-grep -q "^pool: 10 requests of 6 + 5 tokens, 2 in flight per replica, .*: [0-9.]* +- [0-9.]* generated tok/s" "$work/out" || fail "bench pool line: $(cat "$work/out")"
-python3 -c 'import json, sys; p = json.load(open(sys.argv[1]))["pool"]; sys.exit(p["requests"] != 10 or p["generated_tok_s"] <= 0)' \
+grep -q "^pool: 10 requests of 6 + 3..7 tokens, 2 in flight per replica, .*: [0-9.]* +- [0-9.]* generated tok/s" "$work/out" || fail "bench pool line: $(cat "$work/out")"
+python3 -c 'import json, sys; p = json.load(open(sys.argv[1]))["pool"]; sys.exit(p["requests"] != 10 or (p["answer_tokens_min"], p["answer_tokens_max"]) != (3, 7) or p["generated_tok_s"] <= 0)' \
   "$work/p.json" || fail "bench json pool: $(cat "$work/p.json")"
 # OpenBLAS on its generic SSE kernels (forced here) is named with its fix on AVX2+ CPUs
 if grep -qw avx2 /proc/cpuinfo && "$bin" info 2>/dev/null | grep -q DYNAMIC_ARCH; then
