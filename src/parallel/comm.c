@@ -281,10 +281,7 @@ static enum mpl_status allreduce(MPI_Comm comm, void *buf, size_t n, MPI_Datatyp
                                  const char *what) {
   wait_for_all(comm);
   double t0 = mpl_time_now();
-  int rc = MPI_SUCCESS;
-  /* float sums of a communicator on one node (the tensor-parallel ranks) through shared memory */
-  bool shm = type == MPI_FLOAT && op == MPI_SUM && mpl_par__shm_sum_f32(comm, buf, n, &rc);
-  if (!shm) rc = MPI_Allreduce(MPI_IN_PLACE, buf, count_of(n, what), type, op, comm);
+  int rc = MPI_Allreduce(MPI_IN_PLACE, buf, count_of(n, what), type, op, comm);
   if (rc == MPI_SUCCESS && net.on) {
     int type_bytes = 0;
     MPI_Type_size(type, &type_bytes);

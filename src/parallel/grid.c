@@ -121,8 +121,6 @@ enum mpl_status mpl_par_grid_init(struct mpl_grid *grid, int dp_size, int pp_siz
                "data-parallel");
   if (st == MPL_OK)
     st = split(grid->world, grid->dp_rank, grid->rank, &grid->replica_comm, "replica");
-  /* the tensor-parallel sums, two per layer and token, through node shared memory */
-  if (st == MPL_OK) st = mpl_par__shm_sum_attach(grid->tp_comm);
   if (st != MPL_OK) mpl_par_grid_free(grid);
   return st;
 }
@@ -136,7 +134,6 @@ void mpl_par_grid_free(struct mpl_grid *grid) {
   if (!grid) return;
   /* a zeroed struct holds 0, which is not MPI_COMM_NULL in Open MPI: only free what init set */
   if (grid->size == 0) return;
-  if (grid->tp_comm != MPI_COMM_NULL) mpl_par__shm_sum_detach(grid->tp_comm);
   free_comm(&grid->tp_comm);
   free_comm(&grid->pp_comm);
   free_comm(&grid->dp_comm);
