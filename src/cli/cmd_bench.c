@@ -24,6 +24,9 @@ struct bench_row {
   double wait_mean, wait_max; /* --split-wait: % of wall time waiting before all-reduces */
   double bw_share;                                            /* decode weight reads / bandwidth */
   double *replica_decode; /* [dp_size] each replica's own decode tok/s, mean of the reps */
+  /* [world size] each rank's own comm % and waiting %, mean of the reps: the rank that
+   * waits least is the one the others wait for */
+  double *rank_comm, *rank_wait;
 };
 
 /* Mean and standard deviation of the repetitions. */
@@ -89,10 +92,15 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
   double *steps = calloc((size_t)(gen ? gen : 1) * reps, sizeof(double));
   double *comm = calloc((size_t)reps, sizeof(double)), *comm_max = calloc((size_t)reps, sizeof(double));
   double *wait = calloc((size_t)reps, sizeof(double)), *wait_max = calloc((size_t)reps, sizeof(double));
-  /* per world rank: its replica's decode seconds when it drives it, else 0 */
+  /* per world rank: its replica's decode seconds when it drives it, else 0; then its
+   * comm % and waiting % */
   double *drivers = calloc((size_t)g->size, sizeof(double));
+  double *shares = calloc((size_t)g->size * 2, sizeof(double));
   row->replica_decode = calloc((size_t)g->dp_size, sizeof(double));
-  MPL_ASSERT(prefill && decode && steps && comm && comm_max && wait && wait_max && drivers && row->replica_decode,
+  row->rank_comm = calloc((size_t)g->size, sizeof(double));
+  row->rank_wait = calloc((size_t)g->size, sizeof(double));
+  MPL_ASSERT(prefill && decode && steps && comm && comm_max && wait && wait_max && drivers && shares &&
+                 row->replica_decode && row->rank_comm && row->rank_wait,
              "no memory for %d repetitions", reps);
   for (int r = -warmup; st == MPL_OK && r < reps; r++) {
     st = mpl_par_barrier(g->world);
@@ -114,7 +122,6 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
     double waited = wall > 0 ? 100.0 * mpl_par_comm_wait_seconds() / wall : 0.0;
     st = mpl_par_agree(g->world, st);
     if (st != MPL_OK || r < 0) continue;
-    double shares[4] = {share, waited, share, waited}; /* summed, then the largest */
     double mine = mpl_rt_is_driver(rt) ? times[1] : 0.0;
     st = mpl_par_allgather(g->world, &mine, sizeof mine, drivers);
     /* replica d's driver is world rank d * pp * tp (tp innermost, then pp) */
@@ -123,15 +130,21 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
       if (seconds > 0) row->replica_decode[d] += (double)batch * gen / seconds / reps;
     }
     if (st == MPL_OK) st = mpl_par_allreduce_max_f64(g->world, times, 2);
-    if (st == MPL_OK) st = mpl_par_allreduce_sum_f64(g->world, shares, 2);
-    if (st == MPL_OK) st = mpl_par_allreduce_max_f64(g->world, shares + 2, 2);
+    double pair[2] = {share, waited};
+    if (st == MPL_OK) st = mpl_par_allgather(g->world, pair, sizeof pair, shares);
+    if (st != MPL_OK) break;
     double tokens = (double)g->dp_size * batch;
     prefill[r] = times[0] > 0 ? tokens * prompt_len / times[0] : 0.0;
     decode[r] = times[1] > 0 ? tokens * gen / times[1] : 0.0;
-    comm[r] = shares[0] / g->size;
-    wait[r] = shares[1] / g->size;
-    comm_max[r] = shares[2];
-    wait_max[r] = shares[3];
+    for (int i = 0; i < g->size; i++) {
+      double c = shares[2 * i], w = shares[2 * i + 1];
+      comm[r] += c / g->size;
+      wait[r] += w / g->size;
+      if (c > comm_max[r]) comm_max[r] = c;
+      if (w > wait_max[r]) wait_max[r] = w;
+      row->rank_comm[i] += c / reps;
+      row->rank_wait[i] += w / reps;
+    }
   }
   if (st == MPL_OK) {
     row->batch = batch;
@@ -145,6 +158,7 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
     row->wait_max = mpl_rt_mean(wait_max, reps);
   }
   free(drivers);
+  free(shares);
   free(prefill);
   free(decode);
   free(steps);
@@ -365,10 +379,15 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
              mpl_format_bytes(peak_max, b2, sizeof b2), mpl_format_bytes(w_max, b3, sizeof b3), bu);
     }
     for (int i = 0; g->dp_size > 1 && i < n_sizes; i++) print_replicas(&rows[i], g->dp_size);
-    for (int i = 0; split_wait && i < n_sizes; i++)
+    for (int i = 0; split_wait && i < n_sizes; i++) {
+      const struct bench_row *r = &rows[i];
+      int least = 0;
+      for (int k = 1; k < g->size; k++)
+        if (r->rank_wait[k] < r->rank_wait[least]) least = k;
       printf("batch %d: waiting for the slowest rank before all-reduces %.1f%% mean / %.1f%% max of wall time "
-             "(comm %% above: the transfer alone)\n",
-             rows[i].batch, rows[i].wait_mean, rows[i].wait_max);
+             "(comm %% above: the transfer alone); rank %d waited least (%.1f%%): the others wait for it\n",
+             r->batch, r->wait_mean, r->wait_max, least, r->rank_wait[least]);
+    }
     if (pool > 0)
       printf("pool: %d requests of %ld + %ld..%ld tokens, %d in flight per replica, taken as replicas free up: "
              "%.2f +- %.2f generated tok/s (%.2f s +- %.2f per pool)\n",
@@ -419,9 +438,11 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
         cJSON_AddNumberToObject(e, "latency_p95_ms", r->p95_ms);
         cJSON_AddNumberToObject(e, "comm_pct_mean", r->comm_mean);
         cJSON_AddNumberToObject(e, "comm_pct_max", r->comm_max);
+        cJSON_AddItemToObject(e, "comm_pct_per_rank", cJSON_CreateDoubleArray(r->rank_comm, g->size));
         if (split_wait) {
           cJSON_AddNumberToObject(e, "wait_pct_mean", r->wait_mean);
           cJSON_AddNumberToObject(e, "wait_pct_max", r->wait_max);
+          cJSON_AddItemToObject(e, "wait_pct_per_rank", cJSON_CreateDoubleArray(r->rank_wait, g->size));
         }
         cJSON_AddNumberToObject(e, "bandwidth_share", r->bw_share);
         cJSON_AddItemToObject(e, "decode_tok_s_per_replica", cJSON_CreateDoubleArray(r->replica_decode, g->dp_size));
@@ -441,7 +462,11 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   free(per_rank);
   free(counts);
   free(displs);
-  for (int i = 0; i < n_sizes; i++) free(rows[i].replica_decode);
+  for (int i = 0; i < n_sizes; i++) {
+    free(rows[i].replica_decode);
+    free(rows[i].rank_comm);
+    free(rows[i].rank_wait);
+  }
   free(rows);
   free(sizes);
   mpl_rt_destroy(rt);

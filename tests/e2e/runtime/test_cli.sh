@@ -62,7 +62,12 @@ python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["results"][0]["de
 mpi 2 bench -m "$model" --prompt-len 6 --gen 4 --reps 1 --warmup 0 --bw-mib 0 --tp 2 --split-wait --json "$work/w.json" >"$work/out" 2>"$work/err" \
   || fail "bench --split-wait: $(cat "$work/err")"
 grep -q "^batch 1: waiting for the slowest rank before all-reduces [0-9.]*% mean / [0-9.]*% max" "$work/out" || fail "bench wait line: $(cat "$work/out")"
-grep -q '"wait_pct_max"' "$work/w.json" || fail "bench json wait: $(cat "$work/w.json")"
+grep -q "rank [01] waited least ([0-9.]*%): the others wait for it$" "$work/out" || fail "bench straggler: $(cat "$work/out")"
+# per rank: 2 entries each; their mean is the mean over ranks, their largest at most the mean of the per-rep largest
+python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))["results"][0]; w, c = r["wait_pct_per_rank"], r["comm_pct_per_rank"]
+sys.exit(len(w) != 2 or len(c) != 2 or abs(sum(w) / 2 - r["wait_pct_mean"]) > 1e-9 or abs(sum(c) / 2 - r["comm_pct_mean"]) > 1e-9
+         or max(w) > r["wait_pct_max"] + 1e-9 or max(c) > r["comm_pct_max"] + 1e-9)' \
+  "$work/w.json" || fail "bench json wait: $(cat "$work/w.json")"
 # a pool of requests that the replicas take as they free up: every answer counted
 mpi 2 bench -m "$model" --prompt-len 6 --gen 5 --batch 2 --reps 1 --warmup 0 --bw-mib 0 --dp 2 --pool 5 --json "$work/p.json" >"$work/out" 2>"$work/err" \
   || fail "bench --pool: $(cat "$work/err")"
