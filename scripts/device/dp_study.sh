@@ -63,22 +63,9 @@ probe() { # KIND SECONDS CPU...: one copy per CPU at once; prints the rates in C
 } | tee "$OUT/probe.txt"
 
 # --- 2. build and model ------------------------------------------------------------------
-if [ -z "${MPILLM_BIN:-}" ]; then
-  timeout 300 bash "$root/scripts/device/build.sh" >"$work/build.log" 2>&1 ||
-    { tail -n 30 "$work/build.log"; say "build failed"; exit 1; }
-  # shellcheck disable=SC1091
-  . "$root/build-device/env.sh"
-fi
-say "binary $MPILLM_BIN"
-model=${MODEL_H5:-$work/model.h5}
-if [ ! -f "$model" ]; then
-  if ! timeout 200 python3 "$root/scripts/device/make_model.py" "$work/hf" --size device ||
-     ! timeout 200 "$MPILLM_BIN" convert "$work/hf" -o "$model" >/dev/null; then
-    say "model failed"; exit 1
-  fi
-  rm -rf "$work/hf"
-fi
-say "model $model ($(du -h "$model" | cut -f1))"
+# shellcheck source=scripts/device/binary_and_model.sh
+. "$root/scripts/device/binary_and_model.sh"
+binary_and_model "$root" "$work" || exit 1
 
 # --- 3. dp = 1 and 8, tp = 1 and 8 ------------------------------------------------------
 cpus_of() { # PLACE: the CPU of rank 0, 1, ...

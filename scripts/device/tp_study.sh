@@ -24,21 +24,9 @@ export OPENBLAS_NUM_THREADS=1 MPILLM_THREADS=1 OMP_NUM_THREADS=1
 t0=$(date +%s)
 say() { echo "tp_study [$(($(date +%s) - t0)) s]: $*"; }
 
-if [ -z "${MPILLM_BIN:-}" ]; then
-  timeout 300 bash "$root/scripts/device/build.sh" >"$work/build.log" 2>&1 ||
-    { tail -n 30 "$work/build.log"; say "build failed"; exit 1; }
-  # shellcheck disable=SC1091
-  . "$root/build-device/env.sh"
-fi
-model=${MODEL_H5:-$work/model.h5}
-if [ ! -f "$model" ]; then
-  if ! timeout 200 python3 "$root/scripts/device/make_model.py" "$work/hf" --size device ||
-     ! timeout 200 "$MPILLM_BIN" convert "$work/hf" -o "$model" >/dev/null; then
-    say "model failed"; exit 1
-  fi
-  rm -rf "$work/hf"
-fi
-say "binary $MPILLM_BIN, model $model ($(du -h "$model" | cut -f1))"
+# shellcheck source=scripts/device/binary_and_model.sh
+. "$root/scripts/device/binary_and_model.sh"
+binary_and_model "$root" "$work" || exit 1
 
 bench() { # NAME RANKS [extra bench args]
   local name=$1 n=$2
