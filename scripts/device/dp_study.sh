@@ -25,18 +25,10 @@
 # JSON and output: bench_<place>_<layout>_b<B>.json/.txt).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-: "${OUT:?set OUT to the folder for the results}"
-mkdir -p "$OUT"
-exec > >(tee -a "$OUT/log.txt") 2>&1
-work=${WORK:-/tmp/mpl_dp_study}
-res=$work/results
-mkdir -p "$work" "$res"
+# shellcheck source=scripts/device/study_common.sh
+. "$root/scripts/device/study_common.sh"
 ncpu=$(getconf _NPROCESSORS_ONLN) # before OMP_NUM_THREADS=1, which nproc obeys
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 HDF5_USE_FILE_LOCKING=FALSE
-export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
-export OPENBLAS_NUM_THREADS=1 MPILLM_THREADS=1 OMP_NUM_THREADS=1
-t0=$(date +%s)
-say() { echo "dp_study [$(($(date +%s) - t0)) s]: $*"; }
+study_start dp_study
 
 # --- 1. the cores --------------------------------------------------------------------
 gcc -O2 -o "$work/core_probe" "$root/scripts/device/core_probe.c" || { say "core_probe does not build"; exit 1; }
@@ -63,8 +55,6 @@ probe() { # KIND SECONDS CPU...: one copy per CPU at once; prints the rates in C
 } | tee "$OUT/probe.txt"
 
 # --- 2. build and model ------------------------------------------------------------------
-# shellcheck source=scripts/device/binary_and_model.sh
-. "$root/scripts/device/binary_and_model.sh"
 binary_and_model "$root" "$work" || exit 1
 
 # --- 3. dp = 1 and 8, tp = 1 and 8 ------------------------------------------------------

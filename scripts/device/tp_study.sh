@@ -12,20 +12,9 @@
 # Writes under $OUT: log.txt, summary.txt, results.tar.gz (each bench's JSON and output).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-: "${OUT:?set OUT to the folder for the results}"
-mkdir -p "$OUT"
-exec > >(tee -a "$OUT/log.txt") 2>&1
-work=${WORK:-/tmp/mpl_tp_study}
-res=$work/results
-mkdir -p "$work" "$res"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 HDF5_USE_FILE_LOCKING=FALSE
-export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
-export OPENBLAS_NUM_THREADS=1 MPILLM_THREADS=1 OMP_NUM_THREADS=1
-t0=$(date +%s)
-say() { echo "tp_study [$(($(date +%s) - t0)) s]: $*"; }
-
-# shellcheck source=scripts/device/binary_and_model.sh
-. "$root/scripts/device/binary_and_model.sh"
+# shellcheck source=scripts/device/study_common.sh
+. "$root/scripts/device/study_common.sh"
+study_start tp_study
 binary_and_model "$root" "$work" || exit 1
 
 bench() { # NAME RANKS [extra bench args]
