@@ -177,6 +177,7 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
  * that many requests gets. */
 struct pool_row {
   int n_requests;
+  int answer_min, answer_max; /* tokens per answer */
   double tok_s_mean, tok_s_std, wall_mean, wall_std;
 };
 
@@ -192,6 +193,8 @@ static enum mpl_status run_pool(struct mpl_rt *rt, int n, int batch, int prompt_
   enum mpl_status st = MPL_OK;
   struct mpl_sampler_rng rng;
   mpl_sampler_rng_seed(&rng, 4242);
+  row->answer_min = (gen + 1) / 2;
+  row->answer_max = gen + gen / 2;
   for (int i = 0; i < n_mine && st == MPL_OK; i++) {
     struct mpl_request *q = &reqs[i];
     snprintf(q->id, sizeof q->id, "%d", i);
@@ -200,8 +203,8 @@ static enum mpl_status run_pool(struct mpl_rt *rt, int n, int batch, int prompt_
     for (int k = 0; q->prompt && k < prompt_len; k++)
       q->prompt[k] = (int32_t)(mpl_sampler_rng_next(&rng) % (uint64_t)vocab);
     q->n_prompt = prompt_len;
-    int shortest = (gen + 1) / 2, longest = gen + gen / 2;
-    q->max_tokens = shortest + (int)(mpl_sampler_rng_next(&rng) % (uint64_t)(longest - shortest + 1));
+    int spread_tokens = row->answer_max - row->answer_min + 1;
+    q->max_tokens = row->answer_min + (int)(mpl_sampler_rng_next(&rng) % (uint64_t)spread_tokens);
     mpl_sampler_params_default(&q->sampling);
   }
   st = mpl_par_agree(g->world, st);
@@ -389,9 +392,10 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
              r->batch, r->wait_mean, r->wait_max, least, r->rank_wait[least]);
     }
     if (pool > 0)
-      printf("pool: %d requests of %ld + %ld..%ld tokens, %d in flight per replica, taken as replicas free up: "
+      printf("pool: %d requests of %ld + %d..%d tokens, %d in flight per replica, taken as replicas free up: "
              "%.2f +- %.2f generated tok/s (%.2f s +- %.2f per pool)\n",
-             pool_res.n_requests, prompt_len, (gen + 1) / 2, gen + gen / 2, sizes[0], pool_res.tok_s_mean, pool_res.tok_s_std, pool_res.wall_mean, pool_res.wall_std);
+             pool_res.n_requests, prompt_len, pool_res.answer_min, pool_res.answer_max, sizes[0], pool_res.tok_s_mean,
+             pool_res.tok_s_std, pool_res.wall_mean, pool_res.wall_std);
     if (json_path) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "model", model);
@@ -417,8 +421,8 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
         cJSON *po = cJSON_AddObjectToObject(o, "pool");
         cJSON_AddNumberToObject(po, "requests", pool_res.n_requests);
         cJSON_AddNumberToObject(po, "in_flight_per_replica", sizes[0]);
-        cJSON_AddNumberToObject(po, "answer_tokens_min", (double)((gen + 1) / 2));
-        cJSON_AddNumberToObject(po, "answer_tokens_max", (double)(gen + gen / 2));
+        cJSON_AddNumberToObject(po, "answer_tokens_min", pool_res.answer_min);
+        cJSON_AddNumberToObject(po, "answer_tokens_max", pool_res.answer_max);
         cJSON_AddNumberToObject(po, "generated_tok_s", pool_res.tok_s_mean);
         cJSON_AddNumberToObject(po, "generated_tok_s_std", pool_res.tok_s_std);
         cJSON_AddNumberToObject(po, "wall_s", pool_res.wall_mean);
