@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 4's scaling sweep in ONE command on a 16-core host (the device host):
 # build, make a random bf16 LLaMA of 1.7 GB, convert it, then bench
-#   - tp = 1, 2, 4, 8 at one thread per rank, ranks bound to cores, batch 1 (strong),
+#   - tp = 1, 2, 4, 8 at one thread per rank, ranks bound to cores (one rank too, on the
+#     core rank 0 of the others gets), batch 1 (strong),
 #   - dp = 1, 8 at one thread per rank, batch 4 per replica (weak),
 #   - one rank with 16 and with 8 threads (the share-of-bandwidth figure, issue 3),
 # and writes under $OUT: bench_all.json (every bench's JSON, a list),
@@ -62,7 +63,9 @@ run() { # NAME THREADS NRANKS [bench options...]
   local json=$work/bench_$name.json
   rm -f "$json"
   say "--- $name: $n rank(s) x $threads thread(s): bench $*"
-  if [ "$n" -eq 1 ]; then
+  # one rank of one thread is bound like rank 0 of the larger layouts (to the same core):
+  # the baseline of every ratio comes from the CPU the layouts it is set against start on
+  if [ "$n" -eq 1 ] && [ "$threads" -gt 1 ]; then
     MPILLM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads timeout "$STEP_TIMEOUT" \
       "$MPILLM_BIN" bench "${common[@]}" "$@" --json "$json" 2>&1 | tee -a "$summary"
   else
