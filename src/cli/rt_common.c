@@ -15,6 +15,8 @@ enum mpl_status mpl_cli_threads_start(long threads) {
   if (threads < 0) st = mpl_error_set(MPL_ERR_ARG, "--threads %ld must be positive", threads);
   if (st == MPL_OK && n_threads == 0) st = mpl_par_threads_resolve(MPI_COMM_WORLD, &n_threads, &from);
   if (st == MPL_OK) st = mpl_threads_init(n_threads);
+  /* starting threads can fail on one rank alone: agree before the report's collectives */
+  st = mpl_par_agree(MPI_COMM_WORLD, st);
   char line[1024] = "";
   if (st == MPL_OK) st = mpl_par_launch_report(MPI_COMM_WORLD, n_threads, from, line, sizeof line);
   st = mpl_par_agree(MPI_COMM_WORLD, st);
