@@ -1,5 +1,6 @@
-/* AVX-512 kernels: weight rows streamed once against up to eight activation rows,
- * bf16 widened to f32 in registers (a shift), tails by masked loads. */
+/* AVX-512 kernels: weight rows streamed against one activation row, or in tiles of 4
+ * weight rows x up to 6 activation rows; bf16 widened to f32 in registers (a shift),
+ * tails by masked loads. */
 #include <immintrin.h>
 
 #include "tensor/kernels.h"
@@ -25,36 +26,28 @@ INLINE __m512 load16_mask(const void *w, bool bf16, int64_t i, __mmask16 m) {
   return _mm512_maskz_loadu_ps(m, (const float *)w + i);
 }
 
-INLINE void rows_n(const int N, const bool bf16, float *y, int64_t ldy, const float *x, int64_t ldx,
-                   const void *w, int64_t row0, int64_t row1, int n_in) {
+/* One activation row over weight rows [row0, row1): each row streamed once, two
+ * accumulators to hide the FMA latency (batch-1 decode, bandwidth-bound). */
+INLINE void stream_row(const bool bf16, float *y, const float *x, const void *w, int64_t row0, int64_t row1,
+                       int n_in) {
   for (int64_t o = row0; o < row1; o++) {
     const void *wr = bf16 ? (const void *)((const uint16_t *)w + o * n_in)
                           : (const void *)((const float *)w + o * n_in);
-    __m512 acc0[8], acc1[8]; /* 16 of the 32 registers at most */
-    _Pragma("GCC unroll 8")
-    for (int t = 0; t < N; t++) acc0[t] = acc1[t] = _mm512_setzero_ps();
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
     int i = 0;
     for (; i + 32 <= n_in; i += 32) {
       /* the weight stream, PREFETCH_BYTES ahead (past the row's end is harmless) */
       _mm_prefetch((const char *)wr + (bf16 ? 2 : 4) * i + PREFETCH_BYTES, _MM_HINT_T0);
       if (!bf16) _mm_prefetch((const char *)wr + 4 * i + PREFETCH_BYTES + 64, _MM_HINT_T0);
-      __m512 w0 = load16(wr, bf16, i), w1 = load16(wr, bf16, i + 16);
-      _Pragma("GCC unroll 8")
-      for (int t = 0; t < N; t++) {
-        acc0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + t * ldx + i), acc0[t]);
-        acc1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + t * ldx + i + 16), acc1[t]);
-      }
+      acc0 = _mm512_fmadd_ps(load16(wr, bf16, i), _mm512_loadu_ps(x + i), acc0);
+      acc1 = _mm512_fmadd_ps(load16(wr, bf16, i + 16), _mm512_loadu_ps(x + i + 16), acc1);
     }
     for (; i < n_in; i += 16) {
       int rem = n_in - i;
       __mmask16 m = rem >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rem) - 1);
-      __m512 w0 = load16_mask(wr, bf16, i, m);
-      _Pragma("GCC unroll 8")
-      for (int t = 0; t < N; t++)
-        acc0[t] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x + t * ldx + i), acc0[t]);
+      acc0 = _mm512_fmadd_ps(load16_mask(wr, bf16, i, m), _mm512_maskz_loadu_ps(m, x + i), acc0);
     }
-    _Pragma("GCC unroll 8")
-    for (int t = 0; t < N; t++) y[t * ldy + o] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t]));
+    y[o] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
   }
 }
 
@@ -138,8 +131,9 @@ static void tiles(int n_x, bool bf16, float *y, int64_t ldy, const float *x, int
 MPL_ROWS_KERNEL(avx512) {
   bool bf16 = dtype == MPL_DTYPE_BF16;
   if (n_x == 1) { /* one row: the plain stream (batch-1 decode, bandwidth-bound) */
-    if (bf16) rows_n(1, true, y, ldy, x, ldx, w, row0, row1, n_in);
-    else rows_n(1, false, y, ldy, x, ldx, w, row0, row1, n_in);
+    (void)ldy, (void)ldx;
+    if (bf16) stream_row(true, y, x, w, row0, row1, n_in);
+    else stream_row(false, y, x, w, row0, row1, n_in);
     return;
   }
   tiles(n_x, bf16, y, ldy, x, ldx, w, row0, row1, n_in);
