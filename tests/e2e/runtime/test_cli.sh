@@ -74,10 +74,13 @@ mpi 2 bench -m "$model" --prompt-len 6 --gen 5 --batch 2 --reps 1 --warmup 0 --b
 grep -q "^pool: 10 requests of 6 + 3..7 tokens, 2 in flight per replica, .*: [0-9.]* +- [0-9.]* generated tok/s" "$work/out" || fail "bench pool line: $(cat "$work/out")"
 python3 -c 'import json, sys; p = json.load(open(sys.argv[1]))["pool"]; sys.exit(p["requests"] != 10 or (p["answer_tokens_min"], p["answer_tokens_max"]) != (3, 7) or p["generated_tok_s"] <= 0)' \
   "$work/p.json" || fail "bench json pool: $(cat "$work/p.json")"
+# failures made with address-space limits on one rank (ASan's shadow memory does not
+# fit such limits: skipped there)
+limits=true
+ldd "$bin" | grep -q libasan && limits=false
 # the thread pool fails to start on rank 1 alone (1 GiB thread stacks under an 8 GB
-# address-space limit): one message naming rank 1 and a non-zero exit, no hang in the
-# launch report that follows (ASan's shadow memory does not fit such a limit: skipped)
-if ! ldd "$bin" | grep -q libasan; then
+# limit): one message naming rank 1 and a non-zero exit, no hang in the launch report
+if $limits; then
   # shellcheck disable=SC2016
   timeout 60 "$mpiexec" -n 2 "${flags[@]}" sh -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then ulimit -s 1048576; ulimit -v 8000000; export MPILLM_THREADS=64; fi; exec "$0" "$@"' \
     "$bin" bench -m "$model" --prompt-len 4 --gen 2 --reps 1 --warmup 0 --bw-mib 0 --tp 2 >"$work/out" 2>"$work/err"
@@ -96,6 +99,15 @@ fi
 "$bin" info --kernel-bench >"$work/out" 2>"$work/err" || fail "info --kernel-bench: $(cat "$work/err")"
 grep -q "^sgemm on f32 from cache .*: [0-9.]* GFLOP/s" "$work/out" || fail "kernel-bench sgemm: $(cat "$work/out")"
 [ "$(grep -c '^| *[0-9]* | *[0-9.]* | *[0-9]*% |' "$work/out")" = 10 ] || fail "kernel-bench rows: $(cat "$work/out")"
+# rank 0 without room for the kernel bench's 1.1 GB of weights: both ranks end, rank 0 named
+if $limits; then
+  # shellcheck disable=SC2016
+  timeout 60 "$mpiexec" -n 2 "${flags[@]}" sh -c 'if [ "$OMPI_COMM_WORLD_RANK" = 0 ]; then ulimit -v 900000; fi; exec "$0" "$@"' \
+    "$bin" info --kernel-bench >"$work/out" 2>"$work/err"
+  rc=$?
+  [ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "kernel-bench out of memory: exit $rc (124: hung)"
+  grep -q "\[rank 0\] kernel-bench: no memory for its 1.1 GB of weights" "$work/err" || fail "kernel-bench memory message: $(cat "$work/err")"
+fi
 
 # bad input: one message, non-zero exit on every rank, no hang
 expect_error() { # WHAT NEEDLE command...
