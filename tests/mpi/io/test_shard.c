@@ -174,13 +174,18 @@ static void test_layout_mismatch(void) {
   mpl_io_close(f);
 }
 
-/* The tp 4 set with one file spoilt: "flip" a byte or "drop" the file of tp_rank 3, in a
- * fresh copy; "flip-in-place": flip in the copy left by an earlier call (same inode). */
-static enum mpl_status spoil(const char *how) {
+/* A fresh copy of the tp 4 set in scratch/name. */
+static enum mpl_status copy_set(const char *name) {
   char cmd[9000];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s/%s' && cp -r '%s/llama_gqa-tp4' '%s/%s'", scratch, how, scratch, scratch, how);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s/%s' && cp -r '%s/llama_gqa-tp4' '%s/%s'", scratch, name, scratch, scratch, name);
+  return system(cmd) == 0 ? MPL_OK : mpl_error_set(MPL_ERR_IO, "cannot copy the shard set");
+}
+
+/* The tp 4 set with one file spoilt: "flip" a byte or "drop" the file of tp_rank 3, in a
+ * fresh copy; "flip-in-place": flip in the copy "kept" that copy_set made (same inode). */
+static enum mpl_status spoil(const char *how) {
   if (strcmp(how, "flip-in-place") == 0) how = "kept";
-  else if (system(cmd) != 0) return mpl_error_set(MPL_ERR_IO, "cannot copy the shard set");
+  else if (copy_set(how) != MPL_OK) return MPL_ERR_IO;
   char file[4400];
   snprintf(file, sizeof file, "%s/%s/shard-pp0-tp3.h5", scratch, how);
   if (strcmp(how, "drop") == 0) return unlink(file) == 0 ? MPL_OK : mpl_error_set(MPL_ERR_IO, "unlink");
@@ -233,17 +238,10 @@ static void expect_all_fail(const char *how, enum mpl_status want) {
 
 static void test_corrupt_shard_one_rank(void) { expect_all_fail("flip", MPL_ERR_CHECKSUM); }
 
-static enum mpl_status copy_kept(const char *unused) {
-  (void)unused;
-  char cmd[9000];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s/kept' && cp -r '%s/llama_gqa-tp4' '%s/kept'", scratch, scratch, scratch);
-  return system(cmd) == 0 ? MPL_OK : mpl_error_set(MPL_ERR_IO, "cannot copy the shard set");
-}
-
 /* A file checked at one open and changed before the next is checked again: the
  * process remembers a file's crc32 only while its inode, size and mtime stay. */
 static void test_shard_changed_between_opens(void) {
-  CU_ASSERT_EQUAL_FATAL(on_rank0(copy_kept, NULL), MPL_OK);
+  CU_ASSERT_EQUAL_FATAL(on_rank0(copy_set, "kept"), MPL_OK);
   char dir[4400];
   snprintf(dir, sizeof dir, "%s/kept", scratch);
   struct mpl_model_file *f = NULL;
