@@ -10,9 +10,9 @@
 #include "mpillm/runtime.h"
 
 /* windows per step: enough to fill the pipeline, with the last stage's logit rows
- * (a rank's vocabulary slice of each) in bounded memory */
-static int slots_for(int ctx, int vocab) {
-  size_t per_window = (size_t)ctx * vocab * sizeof(float);
+ * (a rank's vocabulary slice of each, vocab / tp columns) in bounded memory */
+static int slots_for(int ctx, int vocab, int tp) {
+  size_t per_window = (size_t)ctx * (size_t)((vocab + tp - 1) / tp) * sizeof(float);
   size_t budget = (size_t)256 << 20;
   int n = (int)(budget / (per_window ? per_window : 1));
   if (n > 4) n = 4;
@@ -58,7 +58,7 @@ enum mpl_status mpl_rt_eval(struct mpl_rt *rt, const int32_t *tokens, int64_t n_
   MPL_ASSERT(costs && group_of, "no memory for %d windows", n_win);
   for (int w = 0; w < n_win; w++) costs[w] = (w + 1 == n_win) ? n - (int64_t)w * ctx : ctx;
   mpl_rt_balance(costs, n_win, g->dp_size, group_of);
-  int n_slots = slots_for(ctx, vocab);
+  int n_slots = slots_for(ctx, vocab, g->tp_size);
   if (st == MPL_OK) st = mpl_rt_reserve(rt, n_slots, ctx);
   double sums[2] = {0.0, 0.0}; /* nll, predicted */
   if (st == MPL_OK && mpl_rt_is_driver(rt)) {
