@@ -81,6 +81,7 @@ static inline float weight_at(const void *w, enum mpl_dtype dtype, int64_t i) {
 }
 
 MPL_ROWS_KERNEL(scalar) {
+  (void)next;
   for (int64_t o = row0; o < row1; o++) {
     float s[4] = {0, 0, 0, 0};
     for (int i = 0; i < n_in; i++) {
@@ -105,18 +106,18 @@ float mpl_tensor__sum_scalar(const float *a, size_t n) {
 }
 
 static void rows_kernel(float *y, int64_t ldy, const float *x, int64_t ldx, int n_x, const void *w,
-                        enum mpl_dtype dtype, int64_t row0, int64_t row1, int n_in) {
+                        enum mpl_dtype dtype, int64_t row0, int64_t row1, int n_in, struct mpl_prefetch *next) {
   switch (mpl_tensor_isa()) {
 #if defined(__x86_64__)
   case MPL_ISA_AVX512:
-    mpl_tensor__rows_avx512(y, ldy, x, ldx, n_x, w, dtype, row0, row1, n_in);
+    mpl_tensor__rows_avx512(y, ldy, x, ldx, n_x, w, dtype, row0, row1, n_in, next);
     return;
   case MPL_ISA_AVX2:
-    mpl_tensor__rows_avx2(y, ldy, x, ldx, n_x, w, dtype, row0, row1, n_in);
+    mpl_tensor__rows_avx2(y, ldy, x, ldx, n_x, w, dtype, row0, row1, n_in, next);
     return;
 #endif
   default:
-    mpl_tensor__rows_scalar(y, ldy, x, ldx, n_x, w, dtype, row0, row1, n_in);
+    mpl_tensor__rows_scalar(y, ldy, x, ldx, n_x, w, dtype, row0, row1, n_in, next);
   }
 }
 
@@ -185,12 +186,17 @@ static void rows_share(void *ctx, int64_t begin, int64_t end, int thread) {
     block = ROWS_BLOCK_BYTES / (int64_t)row_bytes(j->dtype, j->n_in) / 4 * 4;
     if (block < 4) block = 4;
   }
+  const char *w = j->w;
+  size_t rb = row_bytes(j->dtype, j->n_in);
   for (int64_t o0 = begin; o0 < end; o0 += block) {
-    int64_t o1 = end - o0 < block ? end : o0 + block;
+    int64_t o1 = end - o0 < block ? end : o0 + block, o2 = end - o1 < block ? end : o1 + block;
+    /* the first pass reads the block from memory; the later ones, from L2, bring the
+     * next block in beside it, so that its first pass finds it there too */
+    struct mpl_prefetch next = {w + (size_t)o1 * rb, w + (size_t)o2 * rb};
     for (int t0 = 0; t0 < j->n; t0 += per) {
       int n_x = j->n - t0 < per ? j->n - t0 : per;
       rows_kernel(j->y + t0 * j->ldy, j->ldy, j->x + t0 * j->ldx, j->ldx, n_x, j->w, j->dtype, o0, o1,
-                  j->n_in);
+                  j->n_in, t0 > 0 ? &next : NULL);
     }
   }
 }

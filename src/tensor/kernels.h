@@ -5,12 +5,20 @@
 
 #include "mpillm/tensor.h"
 
+/* Memory a kernel may pull into L2 while it works on what is already there: the next
+ * block of weights, during the later passes over the current one. A kernel that can
+ * advances `at` by the lines it asked for (at most one per step of its loop); NULL or
+ * at == end: nothing to fetch. */
+struct mpl_prefetch {
+  const char *at, *end;
+};
+
 /* y[t][o] = dot(w[o], x[t]) for t < n_x (1..4; 1..6 for AVX-512), o in [row0, row1).
  * w: [..][n_in]. */
 #define MPL_ROWS_KERNEL(isa)                                                                 \
   void mpl_tensor__rows_##isa(float *y, int64_t ldy, const float *x, int64_t ldx, int n_x,  \
                               const void *w, enum mpl_dtype dtype, int64_t row0, int64_t row1, \
-                              int n_in)
+                              int n_in, struct mpl_prefetch *next)
 MPL_ROWS_KERNEL(scalar);
 MPL_ROWS_KERNEL(avx2);
 MPL_ROWS_KERNEL(avx512);

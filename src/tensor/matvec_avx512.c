@@ -1,6 +1,7 @@
 /* AVX-512 kernels: weight rows streamed against one activation row, or in tiles of 4
  * weight rows x up to 6 activation rows; bf16 widened to f32 in registers (a shift),
- * tails by masked loads. */
+ * tails by masked loads. A tile loop also fetches the next block of weights into L2,
+ * a line per step, when the caller passes one (struct mpl_prefetch). */
 #include <immintrin.h>
 
 #include "tensor/kernels.h"
@@ -55,7 +56,7 @@ INLINE void stream_row(const bool bf16, float *y, const float *x, const void *w,
  * each activation vector R rows, so the loads per FMA fall from (N + 1) / N to
  * (R + N) / (R N) and the activations' traffic from the caches by R. R x N <= 24 sums. */
 INLINE void tile_rn(const int R, const int N, const bool bf16, float *y, int64_t ldy, const float *x,
-                    int64_t ldx, const void *w, int64_t o, int n_in) {
+                    int64_t ldx, const void *w, int64_t o, int n_in, struct mpl_prefetch *next) {
   const size_t wsize = bf16 ? 2 : 4;
   const char *wr[4];
   _Pragma("GCC unroll 4")
@@ -66,8 +67,13 @@ INLINE void tile_rn(const int R, const int N, const bool bf16, float *y, int64_t
     _Pragma("GCC unroll 6")
     for (int t = 0; t < N; t++) acc[r][t] = _mm512_setzero_ps();
   }
+  const char *ahead = next ? next->at : NULL, *ahead_end = next ? next->end : NULL;
   int i = 0;
   for (; i + 16 <= n_in; i += 16) {
+    if (ahead < ahead_end) { /* a line of the next block into L2 */
+      _mm_prefetch(ahead, _MM_HINT_T1);
+      ahead += 64;
+    }
     __m512 wv[4];
     _Pragma("GCC unroll 4")
     for (int r = 0; r < R; r++) {
@@ -94,6 +100,7 @@ INLINE void tile_rn(const int R, const int N, const bool bf16, float *y, int64_t
       for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
     }
   }
+  if (next) next->at = ahead;
   _Pragma("GCC unroll 4")
   for (int r = 0; r < R; r++) {
     _Pragma("GCC unroll 6")
@@ -103,18 +110,18 @@ INLINE void tile_rn(const int R, const int N, const bool bf16, float *y, int64_t
 
 /* N activation rows (2..6) over weight rows [row0, row1): four at a time, then one. */
 INLINE void tiles_n(const int N, const bool bf16, float *y, int64_t ldy, const float *x, int64_t ldx,
-                    const void *w, int64_t row0, int64_t row1, int n_in) {
+                    const void *w, int64_t row0, int64_t row1, int n_in, struct mpl_prefetch *next) {
   int64_t o = row0;
-  for (; o + 4 <= row1; o += 4) tile_rn(4, N, bf16, y, ldy, x, ldx, w, o, n_in);
-  for (; o < row1; o++) tile_rn(1, N, bf16, y, ldy, x, ldx, w, o, n_in);
+  for (; o + 4 <= row1; o += 4) tile_rn(4, N, bf16, y, ldy, x, ldx, w, o, n_in, next);
+  for (; o < row1; o++) tile_rn(1, N, bf16, y, ldy, x, ldx, w, o, n_in, next);
 }
 
 static void tiles(int n_x, bool bf16, float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
-                  int64_t row0, int64_t row1, int n_in) {
+                  int64_t row0, int64_t row1, int n_in, struct mpl_prefetch *next) {
 #define CASE(N)                                                                    \
   case N:                                                                          \
-    if (bf16) tiles_n(N, true, y, ldy, x, ldx, w, row0, row1, n_in);               \
-    else tiles_n(N, false, y, ldy, x, ldx, w, row0, row1, n_in);                   \
+    if (bf16) tiles_n(N, true, y, ldy, x, ldx, w, row0, row1, n_in, next);         \
+    else tiles_n(N, false, y, ldy, x, ldx, w, row0, row1, n_in, next);             \
     return;
   switch (n_x) {
     CASE(2)
@@ -131,12 +138,12 @@ static void tiles(int n_x, bool bf16, float *y, int64_t ldy, const float *x, int
 MPL_ROWS_KERNEL(avx512) {
   bool bf16 = dtype == MPL_DTYPE_BF16;
   if (n_x == 1) { /* one row: the plain stream (batch-1 decode, bandwidth-bound) */
-    (void)ldy, (void)ldx;
+    (void)ldy, (void)ldx, (void)next;
     if (bf16) stream_row(true, y, x, w, row0, row1, n_in);
     else stream_row(false, y, x, w, row0, row1, n_in);
     return;
   }
-  tiles(n_x, bf16, y, ldy, x, ldx, w, row0, row1, n_in);
+  tiles(n_x, bf16, y, ldy, x, ldx, w, row0, row1, n_in, next);
 }
 
 float mpl_tensor__dot_avx512(const float *a, const float *b, int n) {
