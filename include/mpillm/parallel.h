@@ -98,16 +98,22 @@ enum mpl_status mpl_par_threads_resolve(MPI_Comm comm, int *n_threads, const cha
 /* A shared counter: its value lives on rank 0 of comm, and any rank takes the next
  * value (fetch-and-add of 1, MPI one-sided) without rank 0 taking part -- the
  * ticket dispenser that lets replicas pull work as they free up. Create and free are
- * collective on comm; next is local to the caller (rank 0's MPI library may need to
- * make progress for it on networks without remote atomics). */
+ * collective on comm; next is local to the caller. Where the network has no remote
+ * atomics (Open MPI's osc/pt2pt: TCP, or no UCX), a take completes only when rank 0
+ * enters MPI: rank 0 calls mpl_par_progress during long computations. */
 struct mpl_par_counter {
   MPI_Win win;
   int64_t *base;
+  bool host; /* this rank holds the value */
 };
 enum mpl_status mpl_par_counter_create(MPI_Comm comm, struct mpl_par_counter *counter);
 /* *value = the counter before this call's increment: 0, 1, 2, ... over all callers. */
 enum mpl_status mpl_par_counter_next(struct mpl_par_counter *counter, int64_t *value);
 void mpl_par_counter_free(struct mpl_par_counter *counter);
+/* Lets MPI serve the takes waiting on a counter this rank holds (one MPI_Iprobe); does
+ * nothing when it holds none. Local; call it from the thread that calls MPI, often
+ * (the forward pass does, where tensor-parallel ranks would sum). */
+void mpl_par_progress(void);
 
 /* Gathers launcher (Slurm job / Open MPI / none), ranks and ranks per node, threads per
  * rank (n_threads <= 0: resolved here) and each rank's CPU binding, and writes one line

@@ -154,9 +154,14 @@ static void attn_share(void *ctx, int64_t begin, int64_t end, int thread) {
   }
 }
 
-/* Sums the row-parallel partial results of the stage's ranks. Collective on tp_comm. */
+/* Sums the row-parallel partial results of the stage's ranks. Collective on tp_comm.
+ * A rank alone in its stage lets MPI serve the others instead (the request counter it
+ * may hold for the replicas), twice a layer. */
 static enum mpl_status tp_sum(struct mpl_model *m, float *buf, size_t n) {
-  if (m->part.tp_size == 1) return MPL_OK;
+  if (m->part.tp_size == 1) {
+    mpl_par_progress();
+    return MPL_OK;
+  }
   return mpl_par_allreduce_sum_f32(m->tp_comm, buf, n);
 }
 

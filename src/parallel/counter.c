@@ -3,9 +3,13 @@
 #include "mpillm/parallel.h"
 #include "internal.h"
 
+/* Counters this rank holds now: mpl_par_progress calls MPI only while there is one. */
+static int n_hosted;
+
 enum mpl_status mpl_par_counter_create(MPI_Comm comm, struct mpl_par_counter *counter) {
   counter->win = MPI_WIN_NULL;
   counter->base = NULL;
+  counter->host = false;
   bool root = mpl_par_comm_rank(comm) == 0;
   MPI_Aint size = root ? (MPI_Aint)sizeof(int64_t) : 0;
   enum mpl_status st = mpl_par__status(
@@ -23,8 +27,13 @@ enum mpl_status mpl_par_counter_create(MPI_Comm comm, struct mpl_par_counter *co
   }
   /* and nobody takes before the start value is in; on a failure, every rank frees */
   st = mpl_par_agree(comm, st);
-  if (st != MPL_OK) mpl_par_counter_free(counter);
-  return st;
+  if (st != MPL_OK) {
+    mpl_par_counter_free(counter);
+    return st;
+  }
+  counter->host = root;
+  n_hosted += root;
+  return MPL_OK;
 }
 
 enum mpl_status mpl_par_counter_next(struct mpl_par_counter *counter, int64_t *value) {
@@ -40,4 +49,13 @@ void mpl_par_counter_free(struct mpl_par_counter *counter) {
   MPI_Win_unlock_all(counter->win);
   MPI_Win_free(&counter->win);
   counter->base = NULL;
+  n_hosted -= counter->host;
+  counter->host = false;
+}
+
+void mpl_par_progress(void) {
+  if (n_hosted == 0) return;
+  /* any call into the library runs its progress engine; a probe receives nothing */
+  int flag;
+  MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
 }

@@ -390,7 +390,7 @@ enum mpl_status mpl_rt_generate(struct mpl_rt *rt, const struct mpl_request *req
       share_requests(rt, reqs, n_reqs, opts, &wreqs, &ids, &offsets, &n, &eos, &n_eos);
   int64_t *costs = NULL;
   int *order = NULL;
-  struct mpl_par_counter counter = {MPI_WIN_NULL, NULL};
+  struct mpl_par_counter counter = {.win = MPI_WIN_NULL};
   bool shared = false;
   struct driver d = {0};
   if (st != MPL_OK) goto out;
