@@ -63,8 +63,9 @@ INLINE void rows_n(const int N, const bool bf16, float *y, int64_t ldy, const fl
 }
 
 MPL_ROWS_KERNEL(avx2) {
-  /* the next block's prefetch (struct mpl_prefetch) left kernel-bench's 8-64 rows
-   * as fast or slower here (loads already bound passes of 4 rows): not taken */
+  /* the next block's prefetch (struct mpl_prefetch), one line per 16 inputs of a row,
+   * left kernel-bench's 8-64 rows as fast or slower here (MPILLM_KERNELS=avx2 on an
+   * AVX-512 Xeon, 3 alternations): not taken */
   (void)next;
   bool bf16 = dtype == MPL_DTYPE_BF16;
 #define CASE(N)                                                                    \
