@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 4's scaling sweep in ONE command on a 16-core host (the device host):
-# build, make a random bf16 LLaMA of 1.7 GB, convert it, then bench
+# build, make the random bf16 LLaMA of 1.39 GB and convert it (both through
+# scripts/device/study_common.sh, as the device studies do), then bench
 #   - tp = 1, 2, 4, 8 at one thread per rank, ranks bound to cores (one rank too, on the
 #     core rank 0 of the others gets), batch 1 (strong),
 #   - dp = 1, 8 at one thread per rank, batch 4 per replica (weak),
@@ -28,30 +29,16 @@ work=${WORK:-/tmp/mpillm-scaling}
 mkdir -p "$OUT" "$work"
 summary=$OUT/summary.txt
 : >"$summary"
+# shellcheck source=scripts/device/study_common.sh
+. "$root/scripts/device/study_common.sh"
+# (after the source: binary_and_model's messages go to the summary too)
 say() { echo "device_scaling: $*" | tee -a "$summary"; }
 t_start=$(date +%s)
 
 say "host $(hostname), $(nproc) CPUs, $(grep MemTotal /proc/meminfo | awk '{print int($2/1048576)}') GiB"
 lscpu 2>/dev/null | grep -E 'Model name|Socket|NUMA node\(s\)|L3' | sed 's/^/  /' | tee -a "$summary"
 
-if [ -z "${MPILLM_BIN:-}" ]; then
-  if ! "$root/scripts/device/build.sh" >"$work/build.log" 2>&1; then
-    tail -n 40 "$work/build.log" | tee -a "$summary"
-    say "build failed"; exit 1
-  fi
-  # shellcheck disable=SC1091
-  . "$root/build-device/env.sh"
-fi
-say "binary $MPILLM_BIN"
-
-model=${MODEL_H5:-$work/bench.h5}
-if [ ! -f "$model" ]; then
-  python3 "$root/scripts/make_bench_model.py" "$work/hf" 2>&1 | tee -a "$summary" || { say "make_bench_model failed"; exit 1; }
-  "$MPILLM_BIN" convert "$work/hf" -o "$model" --dtype bf16 2>&1 | tail -n 2 | tee -a "$summary" \
-    || { say "convert failed"; exit 1; }
-  rm -rf "$work/hf"
-fi
-say "model $model ($(du -h "$model" | cut -f1))"
+binary_and_model "$root" "$work" || exit 1
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none

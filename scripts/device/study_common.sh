@@ -1,4 +1,5 @@
-# Sourced by dp_study.sh and tp_study.sh (THERE, on the device host): the start every
+# Sourced by dp_study.sh and tp_study.sh, and by ../device_scaling.sh for the build and
+# model only (THERE, on the device host): the start every
 # study shares, and mpillm and the 1.39 GB bench model unless the caller names them.
 #   study_start NAME: needs OUT (the results folder); everything printed from here on
 #   also goes to OUT/log.txt; sets work (WORK, default /tmp/mpl_NAME) and res
