@@ -13,9 +13,11 @@
 # one replica with the other seven replicas' load but none of mpillm's.
 # SPLIT_WAIT=1 runs the tp benches with --split-wait (waiting apart from transfer).
 # STUDY=repeat runs instead: PAIRS (5) alternations of dp = 1 and dp = 8 at batch
-# REPEAT_BATCH (32) on placement REPEAT_PLACE (high), for the ratio's spread;
-# POOL=R adds `bench --pool R` to each (R requests per replica that the replicas take
-# as they free up) and the pool's ratio to the summary.
+# REPEAT_BATCH (32) on each placement of REPEAT_PLACE (high; "low high" takes the
+# placements in turn within each round), for the ratio's spread; POOL=R adds `bench
+# --pool R` to each (R requests per replica that the replicas take as they free up)
+# and the pool's ratio to the summary, per placement. results.tar.gz is rewritten
+# after every pair, so a call cut short still brings back the pairs it finished.
 # HERE first: scripts/device/fetch_deps.sh; THERE (device tool, carry .devwork):
 #   scripts/device/dp_study.sh
 # Environment: OUT (results folder, set by the device tool), DP_BATCHES ("4 32"),
@@ -81,37 +83,47 @@ bench() { # PLACE LAYOUT N BATCH GEN: N ranks, rank r pinned to the r-th CPU of 
   grep -E '^\| [dt]p|^batch|^  slowest|exit' "$res/$name.txt"
 }
 if [ "${STUDY:-}" = repeat ]; then
-  b=${REPEAT_BATCH:-32} place=${REPEAT_PLACE:-high}
+  b=${REPEAT_BATCH:-32}
   for i in $(seq 1 "${PAIRS:-5}"); do
-    for n in 1 "${DP_N:-8}"; do
-      bench "$place" "dp$n" "$n" "$b" "${GEN:-8}"
-      mv "$res/bench_${place}_dp${n}_b$b.json" "$res/pair${i}_dp$n.json"
-      mv "$res/bench_${place}_dp${n}_b$b.txt" "$res/pair${i}_dp$n.txt"
+    for place in ${REPEAT_PLACE:-high}; do
+      for n in 1 "${DP_N:-8}"; do
+        bench "$place" "dp$n" "$n" "$b" "${GEN:-8}"
+        mv "$res/bench_${place}_dp${n}_b$b.json" "$res/${place}_pair${i}_dp$n.json"
+        mv "$res/bench_${place}_dp${n}_b$b.txt" "$res/${place}_pair${i}_dp$n.txt"
+      done
+      tar -czf "$OUT/results.tar.gz" -C "$res" .
     done
   done
   python3 - "$res" <<'PY' | tee "$OUT/summary.txt"
 import glob, json, os, statistics as st, sys
 d = sys.argv[1]
-one, batch, summed, pool1, pooln = [], [], [], [], []
-for f in sorted(glob.glob(os.path.join(d, "pair*_dp1.json"))):
-    g = [x for x in glob.glob(f.replace("_dp1.json", "_dp*.json")) if x != f]
-    if not g: continue
-    g = g[0]
-    a, b = json.load(open(f))["results"][0], json.load(open(g))["results"][0]
-    one.append(a["decode_tok_s"]); batch.append(b["decode_tok_s"]); summed.append(sum(b["decode_tok_s_per_replica"]))
-    print(f"{os.path.basename(f)[:-9]}: dp1 {one[-1]:.2f}, dpN {batch[-1]:.2f} (x{batch[-1] / one[-1]:.2f}), "
-          f"sum of replicas {summed[-1]:.2f} (x{summed[-1] / one[-1]:.2f})")
-    pa, pb = json.load(open(f)).get("pool"), json.load(open(g)).get("pool")
-    if pa and pb:
-        pool1.append(pa["generated_tok_s"]); pooln.append(pb["generated_tok_s"])
-        print(f"  pool: dp1 {pool1[-1]:.2f}, dpN {pooln[-1]:.2f} generated tok/s (x{pooln[-1] / pool1[-1]:.2f})")
 m = lambda v: f"{st.mean(v):.2f} +- {st.stdev(v) if len(v) > 1 else 0:.2f}"
-print(f"{len(one)} pairs: dp1 {m(one)}, dpN {m(batch)} (x{st.mean(batch) / st.mean(one):.2f}), "
-      f"sum of replicas {m(summed)} (x{st.mean(summed) / st.mean(one):.2f})")
-if pool1:
-    print(f"pool, {len(pool1)} pairs: dp1 {m(pool1)}, dpN {m(pooln)} generated tok/s (x{st.mean(pooln) / st.mean(pool1):.2f})")
+places = sorted({os.path.basename(f).split("_pair")[0] for f in glob.glob(os.path.join(d, "*_pair*_dp1.json"))})
+for place in places:
+    one, batch, summed, pool1, pooln = [], [], [], [], []
+    for f in sorted(glob.glob(os.path.join(d, f"{place}_pair*_dp1.json"))):
+        g = [x for x in glob.glob(f.replace("_dp1.json", "_dp*.json")) if x != f]
+        if not g: continue
+        try:
+            ja, jb = json.load(open(f)), json.load(open(g[0]))
+        except ValueError:
+            continue
+        a, b = ja["results"][0], jb["results"][0]
+        one.append(a["decode_tok_s"]); batch.append(b["decode_tok_s"]); summed.append(sum(b["decode_tok_s_per_replica"]))
+        print(f"{os.path.basename(f)[:-9]}: dp1 {one[-1]:.2f}, dpN {batch[-1]:.2f} (x{batch[-1] / one[-1]:.2f}), "
+              f"sum of replicas {summed[-1]:.2f} (x{summed[-1] / one[-1]:.2f})")
+        pa, pb = ja.get("pool"), jb.get("pool")
+        if pa and pb:
+            pool1.append(pa["generated_tok_s"]); pooln.append(pb["generated_tok_s"])
+            print(f"  pool: dp1 {pool1[-1]:.2f}, dpN {pooln[-1]:.2f} generated tok/s (x{pooln[-1] / pool1[-1]:.2f})")
+    if not one: continue
+    print(f"{place}, {len(one)} pairs: dp1 {m(one)}, dpN {m(batch)} (x{st.mean(batch) / st.mean(one):.2f}), "
+          f"sum of replicas {m(summed)} (x{st.mean(summed) / st.mean(one):.2f})")
+    if pool1:
+        print(f"{place} pool, {len(pool1)} pairs: dp1 {m(pool1)}, dpN {m(pooln)} generated tok/s "
+              f"(x{st.mean(pooln) / st.mean(pool1):.2f}; pairs x{min(b / a for a, b in zip(pool1, pooln)):.2f}"
+              f"-x{max(b / a for a, b in zip(pool1, pooln)):.2f})")
 PY
-  tar -czf "$OUT/results.tar.gz" -C "$res" .
   exit 0
 fi
 if [ "${STUDY:-}" = neighbours ]; then
