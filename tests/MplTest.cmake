@@ -10,6 +10,18 @@
 # Scripts get MPILLM_BIN (the built binary), MPILLM_SOURCE_DIR, MPILLM_BUILD_DIR,
 # MPIEXEC and MPIEXEC_FLAGS in their environment.
 set(MPL_TEST_RUNNER ${PROJECT_SOURCE_DIR}/tests/runner/runner.c)
+
+# MPL_MPI_HAS_OSC_PT2PT: this Open MPI has osc/pt2pt (one-sided through messages, what
+# networks without remote atomics get), for the tests that run again under it
+get_filename_component(mpl_mpi_bin ${MPIEXEC_EXECUTABLE} DIRECTORY)
+find_program(MPL_OMPI_INFO ompi_info HINTS ${mpl_mpi_bin})
+set(MPL_MPI_HAS_OSC_PT2PT OFF)
+if(MPL_OMPI_INFO)
+  execute_process(COMMAND ${MPL_OMPI_INFO} OUTPUT_VARIABLE mpl_ompi_components ERROR_QUIET)
+  if(mpl_ompi_components MATCHES "MCA osc: pt2pt")
+    set(MPL_MPI_HAS_OSC_PT2PT ON)
+  endif()
+endif()
 set(MPL_MPIEXEC_FLAGS --oversubscribe --bind-to none)
 
 function(mpl_add_test)

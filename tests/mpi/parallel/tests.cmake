@@ -7,13 +7,8 @@ mpl_add_test(NAME mpi_parallel_launch_report_2 LABEL mpi RANKS 2 TIMEOUT 30
 mpl_add_test(NAME mpi_parallel_counter_4 LABEL mpi RANKS 4 TIMEOUT 60
              SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_counter.c)
 # The same under Open MPI's osc/pt2pt, the one-sided path of networks without remote
-# atomics (TCP; no UCX), where it exists: there a take needs the holder in MPI.
-get_filename_component(mpl_mpi_bin ${MPIEXEC_EXECUTABLE} DIRECTORY)
-find_program(MPL_OMPI_INFO ompi_info HINTS ${mpl_mpi_bin})
-if(MPL_OMPI_INFO)
-  execute_process(COMMAND ${MPL_OMPI_INFO} OUTPUT_VARIABLE mpl_ompi_components ERROR_QUIET)
-  if(mpl_ompi_components MATCHES "MCA osc: pt2pt")
-    mpl_add_test(NAME mpi_parallel_counter_pt2pt_4 LABEL mpi RANKS 4 TIMEOUT 60
-                 COMMAND $<TARGET_FILE:test_mpi_parallel_counter_4> ENVIRONMENT OMPI_MCA_osc=pt2pt)
-  endif()
+# atomics (TCP; no UCX), where this Open MPI has it: there a take needs the holder in MPI.
+if(MPL_MPI_HAS_OSC_PT2PT)
+  mpl_add_test(NAME mpi_parallel_counter_pt2pt_4 LABEL mpi RANKS 4 TIMEOUT 60
+               COMMAND $<TARGET_FILE:test_mpi_parallel_counter_4> ENVIRONMENT OMPI_MCA_osc=pt2pt)
 endif()
