@@ -96,7 +96,7 @@ enum mpl_status mpl_par_recv(MPI_Comm comm, void *buf, size_t n_bytes, int sourc
  * (a static string). Collective on comm (it counts the ranks per node). */
 enum mpl_status mpl_par_threads_resolve(MPI_Comm comm, int *n_threads, const char **source);
 /* A shared counter: its value lives on rank 0 of comm, and any rank takes the next
- * value (fetch-and-add of 1, MPI one-sided) without rank 0 taking part -- the
+ * values (fetch-and-add, MPI one-sided) without rank 0 taking part -- the
  * ticket dispenser that lets replicas pull work as they free up. Create and free are
  * collective on comm; next is local to the caller. Where the network has no remote
  * atomics (Open MPI's osc/pt2pt: TCP, or no UCX), a take completes only when rank 0
@@ -107,8 +107,10 @@ struct mpl_par_counter {
   bool host; /* this rank holds the value */
 };
 enum mpl_status mpl_par_counter_create(MPI_Comm comm, struct mpl_par_counter *counter);
-/* *value = the counter before this call's increment: 0, 1, 2, ... over all callers. */
-enum mpl_status mpl_par_counter_next(struct mpl_par_counter *counter, int64_t *value);
+/* Takes n >= 1 consecutive values in one round trip: *first = the counter before this
+ * call's increment of n, the caller's values are *first .. *first + n - 1 (0, 1, 2, ...
+ * over all callers, each value to one caller). */
+enum mpl_status mpl_par_counter_next(struct mpl_par_counter *counter, int64_t n, int64_t *first);
 void mpl_par_counter_free(struct mpl_par_counter *counter);
 /* Lets MPI serve the takes waiting on a counter this rank holds (one MPI_Iprobe); does
  * nothing when it holds none. Local; call it from the thread that calls MPI, often

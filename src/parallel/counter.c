@@ -36,10 +36,10 @@ enum mpl_status mpl_par_counter_create(MPI_Comm comm, struct mpl_par_counter *co
   return MPL_OK;
 }
 
-enum mpl_status mpl_par_counter_next(struct mpl_par_counter *counter, int64_t *value) {
-  const int64_t one = 1;
+enum mpl_status mpl_par_counter_next(struct mpl_par_counter *counter, int64_t n, int64_t *first) {
+  MPL_ASSERT(n >= 1, "taking %lld values from the counter", (long long)n);
   enum mpl_status st = mpl_par__status(
-      MPI_Fetch_and_op(&one, value, MPI_INT64_T, 0, 0, MPI_SUM, counter->win), "MPI_Fetch_and_op");
+      MPI_Fetch_and_op(&n, first, MPI_INT64_T, 0, 0, MPI_SUM, counter->win), "MPI_Fetch_and_op");
   if (st == MPL_OK) st = mpl_par__status(MPI_Win_flush(0, counter->win), "MPI_Win_flush");
   return st;
 }

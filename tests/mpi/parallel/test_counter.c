@@ -1,5 +1,6 @@
-/* The shared counter: every rank takes values as fast as it can, with rank 0 busy
- * computing for part of the time; together they get 0..N-1, each exactly once. And
+/* The shared counter: every rank takes values as fast as it can, rank r r % 3 + 1 at
+ * a time, with rank 0 busy computing for part of the time; together they get 0..N-1,
+ * each exactly once. And
  * the others' takes complete while rank 0 computes, calling only mpl_par_progress:
  * with osc/sm that holds anyway; the _pt2pt registration (Open MPI's osc/pt2pt, which
  * needs the holder to enter MPI) is where the progress calls are what serves them. */
@@ -15,15 +16,15 @@ static void test_every_value_once(void) {
   int rank = mpl_par_comm_rank(MPI_COMM_WORLD), size = mpl_par_comm_size(MPI_COMM_WORLD);
   enum { N = 400 };
   int mine[N], n_mine = 0;
-  int64_t v = 0;
+  int64_t first = 0, chunk = rank % 3 + 1;
   volatile double sink = 0;
-  while (mpl_par_counter_next(&c, &v) == MPL_OK && v < N) {
-    mine[n_mine++] = (int)v;
+  while (mpl_par_counter_next(&c, chunk, &first) == MPL_OK && first < N) {
+    for (int64_t v = first; v < first + chunk && v < N; v++) mine[n_mine++] = (int)v;
     /* rank 0 works between takes, so the others take while it is not in MPI */
     if (rank == 0)
       for (int k = 0; k < 20000; k++) sink += k * 1e-9;
   }
-  CU_ASSERT(v >= N);
+  CU_ASSERT(first >= N);
   int *all = calloc(N, sizeof(int));
   CU_ASSERT_FATAL(size <= 64 && all != NULL);
   int n_all = 0;
@@ -75,7 +76,7 @@ static void test_takes_served_while_holder_computes(void) {
     CU_ASSERT_EQUAL(*value, (int64_t)(size - 1) * K);
   } else {
     int64_t v = -1;
-    for (int k = 0; k < K; k++) CU_ASSERT_EQUAL(mpl_par_counter_next(&c, &v), MPL_OK);
+    for (int k = 0; k < K; k++) CU_ASSERT_EQUAL(mpl_par_counter_next(&c, 1, &v), MPL_OK);
     CU_ASSERT(v >= 0 && v < (int64_t)(size - 1) * K);
   }
   mpl_par_counter_free(&c);
