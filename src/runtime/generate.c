@@ -3,10 +3,9 @@
  * (prompt + max_tokens) first, from a counter shared by all (MPI one-sided) whenever
  * it has free slots (as many as it has, in one round trip), so a replica that runs
  * faster takes more and the batch ends when the work does, not when the slowest
- * fixed shard does; each driver generates
- * with continuous batching (a finished sequence's slot takes the next request, whose
- * prompt is prefilled alongside the others' decode tokens), and the answers come
- * back to rank 0 in request order. */
+ * fixed shard does; each driver generates with continuous batching (a finished
+ * sequence's slot takes the next request, whose prompt is prefilled alongside the
+ * others' decode tokens), and the answers come back to rank 0 in request order. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,7 +121,7 @@ struct driver {
   int n_total;
   struct mpl_par_counter *counter; /* shared by the replicas; NULL with one replica */
   int64_t next;                    /* one replica: the next of order to take */
-  int64_t held, held_end;          /* values taken for this step's free slots, not yet used */
+  int64_t held, held_end;          /* values held for this step's free slots, not yet used */
   bool exhausted;                  /* no request left to take */
   int *mine; /* [n_mine] request indices this replica took, in the order it took them */
   int n_mine, cap_mine;
@@ -130,24 +129,26 @@ struct driver {
   struct mpl_rt_result *results; /* [n_mine] */
 };
 
-/* The next request for this replica (*local: its index in mine, -1 when none is left).
- * With none held, takes as many values as the step has free slots left (n_free), in
- * one round trip to the counter: the slots would take them one after the other anyway. */
-static enum mpl_status take_request(struct driver *d, int n_free, int *local) {
+/* Takes the values for this step's n_free free slots in one round trip to the counter
+ * (the slots would take them one after the other anyway); take_request hands them out. */
+static enum mpl_status hold_requests(struct driver *d, int n_free) {
+  if (d->exhausted || n_free == 0) return MPL_OK;
+  int64_t first = d->next;
+  if (!d->counter) d->next += n_free;
+  else {
+    enum mpl_status st = mpl_par_counter_next(d->counter, n_free, &first);
+    if (st != MPL_OK) return st;
+  }
+  d->held = first;
+  d->held_end = first + n_free;
+  return MPL_OK;
+}
+
+/* The next request for this replica (*local: its index in mine, -1 when none is left). */
+static enum mpl_status take_request(struct driver *d, int *local) {
   *local = -1;
   if (d->exhausted) return MPL_OK;
-  if (d->held == d->held_end) {
-    int64_t first;
-    if (!d->counter) {
-      first = d->next;
-      d->next += n_free;
-    } else {
-      enum mpl_status st = mpl_par_counter_next(d->counter, n_free, &first);
-      if (st != MPL_OK) return st;
-    }
-    d->held = first;
-    d->held_end = first + n_free;
-  }
+  MPL_ASSERT(d->held < d->held_end, "a free slot without a value held for it");
   int64_t v = d->held++;
   if (v >= d->n_total) {
     d->exhausted = true;
@@ -205,10 +206,11 @@ static enum mpl_status drive(struct driver *d) {
     bool greedy = !want_prompt_logits;
     int n_free = 0;
     for (int s = 0; s < n_slots; s++) n_free += slots[s].req < 0;
+    st = hold_requests(d, n_free);
     for (int s = 0; s < n_slots && st == MPL_OK; s++) {
       struct slot *sl = &slots[s];
       int taken = -1;
-      if (sl->req < 0 && (st = take_request(d, n_free--, &taken)) != MPL_OK) break;
+      if (sl->req < 0 && (st = take_request(d, &taken)) != MPL_OK) break;
       if (taken >= 0) {
         const struct wire_request *w = &d->wreqs[d->mine[taken]];
         sl->req = taken;

@@ -1,11 +1,10 @@
 /* The shared counter: every rank takes values as fast as it can, rank r r % 3 + 1 at
  * a time, with rank 0 busy computing for part of the time; together they get 0..N-1,
- * each exactly once. And
- * the others' takes complete while rank 0 computes, calling only mpl_par_progress:
- * with osc/sm that holds anyway; the _pt2pt registration (Open MPI's osc/pt2pt, which
- * needs the holder to enter MPI) is where the progress calls are what serves them. */
+ * each exactly once. And the others' takes complete while rank 0 computes, calling
+ * only mpl_par_progress: with osc/sm that holds anyway; the _pt2pt registration (Open
+ * MPI's osc/pt2pt, which needs the holder to enter MPI) is where the progress calls
+ * are what serves them. */
 #include <stdlib.h>
-#include <time.h>
 
 #include "mpillm/parallel.h"
 #include "mpl_test.h"
@@ -51,12 +50,6 @@ static void test_every_value_once(void) {
   mpl_par_counter_free(&c);
 }
 
-static double seconds(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static void test_takes_served_while_holder_computes(void) {
   struct mpl_par_counter c;
   CU_ASSERT_EQUAL_FATAL(mpl_par_counter_create(MPI_COMM_WORLD, &c), MPL_OK);
@@ -68,8 +61,8 @@ static void test_takes_served_while_holder_computes(void) {
      * deadline only ends a failing run (without progress, osc/pt2pt never serves) */
     const volatile int64_t *value = c.base;
     volatile double sink = 0;
-    double t0 = seconds();
-    while (*value < (int64_t)(size - 1) * K && seconds() - t0 < 20) {
+    double t0 = mpl_time_now();
+    while (*value < (int64_t)(size - 1) * K && mpl_time_now() - t0 < 20) {
       for (int k = 0; k < 2000; k++) sink += k * 1e-9;
       mpl_par_progress();
     }
