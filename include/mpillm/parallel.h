@@ -89,6 +89,24 @@ void mpl_par_comm_free(MPI_Comm *comm);
 /* Point to point, blocking. Local to the pair. */
 enum mpl_status mpl_par_send(MPI_Comm comm, const void *buf, size_t n_bytes, int dest, int tag);
 enum mpl_status mpl_par_recv(MPI_Comm comm, void *buf, size_t n_bytes, int source, int tag);
+/* Started now, completed by mpl_par_wait (the buffer is MPI's until then). A rank that
+ * blocks in a send while a reply to it is on its way posts the reply's receive first,
+ * so that the two cannot wait for each other (MPI completes a send whose receive is
+ * posted); a rank sends what the next one needs later without waiting for it to
+ * listen (a blocking send of more than a few hundred bytes waits for the receiver:
+ * Open MPI's shared memory sends only those inline). A request set to
+ * MPL_PAR_REQUEST_NULL, or waited for, waits no more. */
+struct mpl_par_request {
+  MPI_Request req;
+  MPI_Comm comm;
+  bool recv;
+};
+#define MPL_PAR_REQUEST_NULL ((struct mpl_par_request){MPI_REQUEST_NULL, MPI_COMM_NULL, false})
+enum mpl_status mpl_par_irecv(MPI_Comm comm, void *buf, size_t n_bytes, int source, int tag,
+                              struct mpl_par_request *r);
+enum mpl_status mpl_par_isend(MPI_Comm comm, const void *buf, size_t n_bytes, int dest, int tag,
+                              struct mpl_par_request *r);
+enum mpl_status mpl_par_wait(struct mpl_par_request *r);
 
 /* The launch as the ranks see it. mpl_par_threads_resolve picks the threads per
  * rank: MPILLM_THREADS, else OPENBLAS_NUM_THREADS, else SLURM_CPUS_PER_TASK, else

@@ -391,6 +391,37 @@ enum mpl_status mpl_par_recv(MPI_Comm comm, void *buf, size_t n_bytes, int sourc
   return check(rc, "MPI_Recv", t0);
 }
 
+enum mpl_status mpl_par_irecv(MPI_Comm comm, void *buf, size_t n_bytes, int source, int tag,
+                              struct mpl_par_request *r) {
+  double t0 = mpl_time_now();
+  r->comm = comm;
+  r->recv = true;
+  return check(MPI_Irecv(buf, count_of(n_bytes, "irecv"), MPI_BYTE, source, tag, comm, &r->req),
+               "MPI_Irecv", t0);
+}
+
+enum mpl_status mpl_par_isend(MPI_Comm comm, const void *buf, size_t n_bytes, int dest, int tag,
+                              struct mpl_par_request *r) {
+  double t0 = mpl_time_now();
+  r->comm = comm;
+  r->recv = false;
+  return check(MPI_Isend(buf, count_of(n_bytes, "isend"), MPI_BYTE, dest, tag, comm, &r->req),
+               "MPI_Isend", t0);
+}
+
+enum mpl_status mpl_par_wait(struct mpl_par_request *r) {
+  double t0 = mpl_time_now();
+  MPI_Status status;
+  bool pending = r->req != MPI_REQUEST_NULL;
+  int rc = MPI_Wait(&r->req, &status);
+  if (rc == MPI_SUCCESS && pending && r->recv && net.on) {
+    int got = 0;
+    MPI_Get_count(&status, MPI_BYTE, &got);
+    net_recv(r->comm, status.MPI_SOURCE, (size_t)got);
+  }
+  return check(rc, "MPI_Wait", t0);
+}
+
 enum mpl_status mpl_par_scatterv(MPI_Comm comm, const void *send, const size_t *counts,
                                  const size_t *displs, void *recv, size_t n_bytes, int root) {
   int size = mpl_par_comm_size(comm);
