@@ -102,6 +102,7 @@ void mpl_rt_balance(const int64_t *costs, int n, int n_groups, int *group_of);
 struct mpl_rt_options {
   int dp, pp, tp;               /* 0: inferred (mpl_par_layout_resolve) */
   const int *layers_per_stage;  /* [pp] or NULL: balanced by bytes */
+  int micro_batch_tokens;       /* the fewest tokens of a pipeline micro-batch; 0: 8 */
 };
 
 /* A loaded model part on each rank of a dp x pp x tp grid, and its KV cache. */
@@ -131,15 +132,25 @@ enum mpl_rt_logits {
   MPL_RT_LOGITS_NLL,    /* -log p(next token) of each row (mpl_rt_step_nll) */
 };
 
-/* One step of the replica: the driver passes the batch, which is broadcast to its
- * replica; the first stage embeds, stages pass activations [n_tokens][hidden] in
- * micro-batches so that they overlap, the last stage's vocabulary slices are
- * reduced (ARGMAX) or gathered (FULL) and sent to the driver, which receives
- * argmax [n_logits] or logits [n_logits][vocab]. Ends with an agreement on the
- * replica. Driver only; the other ranks of the replica are in mpl_rt_serve.
- * Collective on the replica. */
+/* One step of the replica: the driver passes the batch to its stage and down the
+ * pipeline (token ids, then activations [n_tokens][hidden] from stage to stage, a step
+ * alone cut into micro-batches so that the stages overlap); the last stage's
+ * vocabulary slices are reduced (ARGMAX) or gathered (FULL) and sent to the driver,
+ * which receives argmax [n_logits] or logits [n_logits][vocab]. Driver only, with no
+ * step in flight; the other ranks of the replica are in mpl_rt_serve. A failure on
+ * another rank returns an error here; mpl_rt_finish's agreement then gives its
+ * message. */
 enum mpl_status mpl_rt_step(struct mpl_rt *rt, const struct mpl_batch *batch,
                             enum mpl_rt_logits mode, float *logits, int32_t *argmax);
+/* The same step in two halves, so that up to mpl_rt_pipeline_depth steps (of
+ * different sequences) are in the pipeline at once: start returns once the driver's
+ * own stage has passed the step on; wait hands back the oldest started step's outcome,
+ * its outputs written into the logits/argmax given to its start (kept until then). */
+enum mpl_status mpl_rt_start(struct mpl_rt *rt, const struct mpl_batch *batch,
+                             enum mpl_rt_logits mode, float *logits, int32_t *argmax);
+enum mpl_status mpl_rt_wait(struct mpl_rt *rt);
+int mpl_rt_pipeline_depth(const struct mpl_rt *rt); /* pp_size */
+int mpl_rt_in_flight(const struct mpl_rt *rt);       /* steps started, not waited for */
 /* mpl_rt_step for perplexity: nll[r] = -log softmax(logits of row r)[the batch's
  * token after row r's], in double, computed where the vocabulary slices are (a max,
  * then a sum of exponentials and the target's logit, reduced over the stage's tensor
@@ -148,9 +159,12 @@ enum mpl_status mpl_rt_step(struct mpl_rt *rt, const struct mpl_batch *batch,
  * replica. */
 enum mpl_status mpl_rt_step_nll(struct mpl_rt *rt, const struct mpl_batch *batch, double *nll);
 /* What a non-driver rank does: takes part in its driver's steps until the driver
- * calls mpl_rt_finish. Collective on the replica. */
+ * calls mpl_rt_finish; returns the replica's agreed outcome of them. Collective on the
+ * replica. */
 enum mpl_status mpl_rt_serve(struct mpl_rt *rt);
-/* Driver only: releases the replica's servers. */
+/* Driver only: waits out the steps in flight, releases the replica's servers and
+ * returns the replica's agreed outcome, which names the first failing rank; a caller
+ * whose step failed reports this one. */
 enum mpl_status mpl_rt_finish(struct mpl_rt *rt);
 
 /* ---- generation (the coordinator) --------------------------------------------- */

@@ -37,7 +37,7 @@ enum mpl_status mpl_cli_rt_start(const struct mpl_cli_rt_args *a, const char *mo
   enum mpl_status st = mpl_cli_threads_start(a->threads);
   if (st != MPL_OK) return st;
   int layers[64];
-  struct mpl_rt_options o = {(int)a->dp, (int)a->pp, (int)a->tp, NULL};
+  struct mpl_rt_options o = {(int)a->dp, (int)a->pp, (int)a->tp, NULL, 0};
   if (a->layers) {
     int32_t *ids = NULL;
     int n = 0;

@@ -93,8 +93,9 @@ enum mpl_status mpl_rt_eval(struct mpl_rt *rt, const int32_t *tokens, int64_t n_
     }
     free(buf);
     free(nll);
+    /* the replica's agreement names the rank where a step failed */
     enum mpl_status s = mpl_rt_finish(rt);
-    if (st == MPL_OK) st = s;
+    if (s != MPL_OK) st = s;
   } else if (st == MPL_OK) {
     st = mpl_rt_serve(rt);
   }

@@ -182,139 +182,197 @@ static void release(struct slot *s) {
   s->req = -1;
 }
 
-static enum mpl_status drive(struct driver *d) {
+/* The slots of one wave: s = w, w + n_waves, ... With a pipeline of several stages
+ * the waves' steps follow each other through it, each stage working on one of them,
+ * and a wave's next step starts as soon as its last one is back. */
+struct wave {
+  bool in_flight;
+  enum mpl_rt_logits mode;
+  double t_start;
+  float *logits; /* [rows][vocab] for FULL steps */
+  size_t logit_rows_cap;
+  int32_t *argmax; /* [tokens] */
+};
+
+struct batch_arrays {
+  int32_t *tok, *pos, *seq, *rows; /* [max_tokens] each */
+};
+
+/* Fills wave w's free slots with the next requests and lays out its step: a new
+ * request's whole prompt, one token for the others. */
+static enum mpl_status wave_batch(struct driver *d, struct slot *slots, int n_slots, int w, int n_waves,
+                                  const struct batch_arrays *a, int *n_tok_out, int *n_log_out,
+                                  bool *greedy_out) {
+  int vocab = mpl_rt_config(d->rt)->vocab_size;
+  bool want_prompt_logits = d->opts->prompt_logits != NULL && mpl_rt_grid(d->rt)->rank == 0;
+  int n_tok = 0, n_log = 0;
+  bool greedy = !want_prompt_logits;
+  int n_free = 0;
+  for (int s = w; s < n_slots; s += n_waves) n_free += slots[s].req < 0;
+  enum mpl_status st = hold_requests(d, n_free);
+  for (int s = w; s < n_slots && st == MPL_OK; s += n_waves) {
+    struct slot *sl = &slots[s];
+    int taken = -1;
+    if (sl->req < 0 && (st = take_request(d, &taken)) != MPL_OK) break;
+    if (taken >= 0) {
+      const struct wire_request *wr = &d->wreqs[d->mine[taken]];
+      sl->req = taken;
+      sl->prefilled = false;
+      sl->n_pos = sl->n_gen = 0;
+      sl->history = malloc((size_t)(wr->n_prompt + wr->max_tokens) * sizeof(int32_t));
+      struct mpl_sampler_params p = {wr->temperature, wr->top_k, wr->top_p, wr->min_p,
+                                     wr->repeat_penalty, wr->seed};
+      st = mpl_sampler_create(&p, vocab, &sl->sampler);
+      if (st == MPL_OK && !sl->history) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for a request");
+      if (st != MPL_OK) break;
+      memcpy(sl->history, d->ids + d->offsets[d->mine[sl->req]], (size_t)wr->n_prompt * sizeof(int32_t));
+      sl->n_history = wr->n_prompt;
+    }
+    if (sl->req < 0) continue;
+    const struct wire_request *wr = &d->wreqs[d->mine[sl->req]];
+    struct mpl_sampler_params p = {wr->temperature, wr->top_k, wr->top_p, wr->min_p,
+                                   wr->repeat_penalty, wr->seed};
+    if (!mpl_sampler_is_greedy(&p)) greedy = false;
+    int n_new = sl->prefilled ? 1 : wr->n_prompt;
+    const int32_t *src = sl->prefilled ? sl->history + sl->n_history - 1 : sl->history;
+    sl->first_row = n_log;
+    for (int k = 0; k < n_new; k++) {
+      a->tok[n_tok] = src[k];
+      a->pos[n_tok] = sl->n_pos + k;
+      a->seq[n_tok] = s;
+      if (want_prompt_logits && !sl->prefilled && k < n_new - 1) a->rows[n_log++] = n_tok;
+      n_tok++;
+    }
+    sl->logit_row = n_log;
+    a->rows[n_log++] = n_tok - 1;
+  }
+  *n_tok_out = n_tok;
+  *n_log_out = n_log;
+  *greedy_out = greedy;
+  return st;
+}
+
+/* Wave w's step is back (started at t0, done at t1): each slot's next token, and the
+ * answers of the requests that are done. */
+static enum mpl_status wave_outcome(struct driver *d, struct slot *slots, int n_slots, int w, int n_waves,
+                                    const struct wave *wv, double t1) {
   struct mpl_rt *rt = d->rt;
-  const struct mpl_model_config *cfg = mpl_rt_config(rt);
-  int n_slots = mpl_rt_n_slots(rt), n_ctx = mpl_rt_n_ctx(rt), vocab = cfg->vocab_size;
+  int n_ctx = mpl_rt_n_ctx(rt), vocab = mpl_rt_config(rt)->vocab_size;
   bool want_prompt_logits = d->opts->prompt_logits != NULL && mpl_rt_grid(rt)->rank == 0;
   enum mpl_status st = MPL_OK;
+  for (int s = w; s < n_slots; s += n_waves) {
+    struct slot *sl = &slots[s];
+    if (sl->req < 0) continue;
+    const struct wire_request *wr = &d->wreqs[d->mine[sl->req]];
+    struct mpl_rt_result *res = &d->results[sl->req];
+    bool done = false;
+    if (!sl->prefilled) {
+      sl->prefilled = true;
+      sl->n_pos = wr->n_prompt;
+      sl->t_prefilled = t1;
+      res->prefill_s = t1 - wv->t_start;
+      if (want_prompt_logits)
+        memcpy(d->opts->prompt_logits, wv->logits + (size_t)sl->first_row * vocab,
+               (size_t)wr->n_prompt * vocab * sizeof(float));
+    } else {
+      sl->n_pos++;
+    }
+    if (sl->n_gen >= wr->max_tokens) done = true;
+    if (!done) {
+      int32_t t = wv->mode == MPL_RT_LOGITS_ARGMAX
+                      ? wv->argmax[sl->logit_row]
+                      : mpl_sampler_sample(sl->sampler, wv->logits + (size_t)sl->logit_row * vocab,
+                                           sl->history, sl->n_history);
+      if (is_eos(d, t)) {
+        res->stopped_eos = true;
+        done = true;
+      } else {
+        sl->history[sl->n_history++] = t;
+        sl->n_gen++;
+        if (d->opts->on_token && mpl_rt_grid(rt)->rank == 0)
+          d->opts->on_token(d->opts->user, d->mine[sl->req], t);
+        /* the new token needs a cache position of its own to be fed back */
+        if (sl->n_gen >= wr->max_tokens || sl->n_pos >= n_ctx) done = true;
+      }
+    }
+    if (done) {
+      res->decode_s = t1 - sl->t_prefilled;
+      res->n_tokens = sl->n_gen;
+      res->tokens = malloc((size_t)(sl->n_gen ? sl->n_gen : 1) * sizeof(int32_t));
+      if (!res->tokens) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for an answer");
+      else memcpy(res->tokens, sl->history + wr->n_prompt, (size_t)sl->n_gen * sizeof(int32_t));
+      release(sl);
+    }
+  }
+  return st;
+}
+
+static enum mpl_status drive(struct driver *d) {
+  struct mpl_rt *rt = d->rt;
+  int n_slots = mpl_rt_n_slots(rt), vocab = mpl_rt_config(rt)->vocab_size;
+  int n_waves = mpl_rt_pipeline_depth(rt) < n_slots ? mpl_rt_pipeline_depth(rt) : n_slots;
+  enum mpl_status st = MPL_OK;
   struct slot *slots = calloc((size_t)n_slots, sizeof *slots);
+  struct wave *waves = calloc((size_t)n_waves, sizeof *waves);
   /* one step holds at most every slot's whole prompt */
   int64_t longest = 1;
   for (int i = 0; i < d->n_total; i++)
     if (d->wreqs[i].n_prompt > longest) longest = d->wreqs[i].n_prompt;
   int64_t max_tokens = (int64_t)n_slots * longest;
   int32_t *tok = malloc((size_t)max_tokens * 4 * sizeof(int32_t));
-  float *logits = NULL;
-  int32_t *argmax = malloc((size_t)max_tokens * sizeof(int32_t));
-  size_t logit_rows_cap = 0;
-  if (!slots || !tok || !argmax) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for the batch");
+  struct batch_arrays a = {tok, tok + max_tokens, tok + 2 * max_tokens, tok + 3 * max_tokens};
+  if (!slots || !waves || !tok) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for the batch");
+  for (int w = 0; st == MPL_OK && w < n_waves; w++) {
+    waves[w].argmax = malloc((size_t)max_tokens * sizeof(int32_t));
+    if (!waves[w].argmax) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for the batch");
+  }
   for (int s = 0; slots && s < n_slots; s++) slots[s].req = -1;
+  /* round after round, each wave in turn: its last step back (the oldest in flight),
+   * then its next one started; done when no wave has anything left to run */
   while (st == MPL_OK) {
-    int32_t *pos = tok + max_tokens, *seq = tok + 2 * max_tokens, *rows = tok + 3 * max_tokens;
-    int n_tok = 0, n_log = 0;
-    bool greedy = !want_prompt_logits;
-    int n_free = 0;
-    for (int s = 0; s < n_slots; s++) n_free += slots[s].req < 0;
-    st = hold_requests(d, n_free);
-    for (int s = 0; s < n_slots && st == MPL_OK; s++) {
-      struct slot *sl = &slots[s];
-      int taken = -1;
-      if (sl->req < 0 && (st = take_request(d, &taken)) != MPL_OK) break;
-      if (taken >= 0) {
-        const struct wire_request *w = &d->wreqs[d->mine[taken]];
-        sl->req = taken;
-        sl->prefilled = false;
-        sl->n_pos = sl->n_gen = 0;
-        sl->history = malloc((size_t)(w->n_prompt + w->max_tokens) * sizeof(int32_t));
-        struct mpl_sampler_params p = {w->temperature, w->top_k, w->top_p, w->min_p,
-                                       w->repeat_penalty, w->seed};
-        st = mpl_sampler_create(&p, vocab, &sl->sampler);
-        if (st == MPL_OK && !sl->history) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for a request");
+    for (int w = 0; w < n_waves && st == MPL_OK; w++) {
+      struct wave *wv = &waves[w];
+      if (wv->in_flight) {
+        wv->in_flight = false;
+        st = mpl_rt_wait(rt);
+        if (st == MPL_OK) st = wave_outcome(d, slots, n_slots, w, n_waves, wv, mpl_time_now());
         if (st != MPL_OK) break;
-        memcpy(sl->history, d->ids + d->offsets[d->mine[sl->req]], (size_t)w->n_prompt * sizeof(int32_t));
-        sl->n_history = w->n_prompt;
       }
-      if (sl->req < 0) continue;
-      const struct wire_request *w = &d->wreqs[d->mine[sl->req]];
-      struct mpl_sampler_params p = {w->temperature, w->top_k, w->top_p, w->min_p,
-                                     w->repeat_penalty, w->seed};
-      if (!mpl_sampler_is_greedy(&p)) greedy = false;
-      int n_new = sl->prefilled ? 1 : w->n_prompt;
-      const int32_t *src = sl->prefilled ? sl->history + sl->n_history - 1 : sl->history;
-      sl->first_row = n_log;
-      for (int k = 0; k < n_new; k++) {
-        tok[n_tok] = src[k];
-        pos[n_tok] = sl->n_pos + k;
-        seq[n_tok] = s;
-        if (want_prompt_logits && !sl->prefilled && k < n_new - 1) rows[n_log++] = n_tok;
-        n_tok++;
-      }
-      sl->logit_row = n_log;
-      rows[n_log++] = n_tok - 1;
-    }
-    if (st != MPL_OK || n_tok == 0) break;
-    enum mpl_rt_logits mode = greedy ? MPL_RT_LOGITS_ARGMAX : MPL_RT_LOGITS_FULL;
-    if (mode == MPL_RT_LOGITS_FULL && (size_t)n_log > logit_rows_cap) {
-      free(logits);
-      logit_rows_cap = (size_t)n_log * 2;
-      logits = malloc(logit_rows_cap * vocab * sizeof(float));
-      if (!logits) {
-        st = mpl_error_set(MPL_ERR_NOMEM, "no memory for %d rows of logits", n_log);
-        break;
-      }
-    }
-    struct mpl_batch b = {n_tok, tok, pos, seq, n_log, rows};
-    double t0 = mpl_time_now();
-    st = mpl_rt_step(rt, &b, mode, logits, argmax);
-    double t1 = mpl_time_now();
-    if (st != MPL_OK) break;
-    for (int s = 0; s < n_slots; s++) {
-      struct slot *sl = &slots[s];
-      if (sl->req < 0) continue;
-      const struct wire_request *w = &d->wreqs[d->mine[sl->req]];
-      struct mpl_rt_result *res = &d->results[sl->req];
-      bool done = false;
-      if (!sl->prefilled) {
-        sl->prefilled = true;
-        sl->n_pos = w->n_prompt;
-        sl->t_prefilled = t1;
-        res->prefill_s = t1 - t0;
-        if (want_prompt_logits)
-          memcpy(d->opts->prompt_logits, logits + (size_t)sl->first_row * vocab,
-                 (size_t)w->n_prompt * vocab * sizeof(float));
-      } else {
-        sl->n_pos++;
-      }
-      if (sl->n_gen >= w->max_tokens) done = true;
-      if (!done) {
-        int32_t t = mode == MPL_RT_LOGITS_ARGMAX
-                        ? argmax[sl->logit_row]
-                        : mpl_sampler_sample(sl->sampler, logits + (size_t)sl->logit_row * vocab,
-                                             sl->history, sl->n_history);
-        if (is_eos(d, t)) {
-          res->stopped_eos = true;
-          done = true;
-        } else {
-          sl->history[sl->n_history++] = t;
-          sl->n_gen++;
-          if (d->opts->on_token && mpl_rt_grid(rt)->rank == 0)
-            d->opts->on_token(d->opts->user, d->mine[sl->req], t);
-          /* the new token needs a cache position of its own to be fed back */
-          if (sl->n_gen >= w->max_tokens || sl->n_pos >= n_ctx) done = true;
+      int n_tok = 0, n_log = 0;
+      bool greedy = true;
+      st = wave_batch(d, slots, n_slots, w, n_waves, &a, &n_tok, &n_log, &greedy);
+      if (st != MPL_OK || n_tok == 0) continue;
+      wv->mode = greedy ? MPL_RT_LOGITS_ARGMAX : MPL_RT_LOGITS_FULL;
+      if (wv->mode == MPL_RT_LOGITS_FULL && (size_t)n_log > wv->logit_rows_cap) {
+        free(wv->logits);
+        wv->logit_rows_cap = (size_t)n_log * 2;
+        wv->logits = malloc(wv->logit_rows_cap * vocab * sizeof(float));
+        if (!wv->logits) {
+          wv->logit_rows_cap = 0;
+          st = mpl_error_set(MPL_ERR_NOMEM, "no memory for %d rows of logits", n_log);
+          break;
         }
       }
-      if (done) {
-        res->decode_s = t1 - sl->t_prefilled;
-        res->n_tokens = sl->n_gen;
-        res->tokens = malloc((size_t)(sl->n_gen ? sl->n_gen : 1) * sizeof(int32_t));
-        if (!res->tokens) st = mpl_error_set(MPL_ERR_NOMEM, "no memory for an answer");
-        else memcpy(res->tokens, sl->history + w->n_prompt, (size_t)sl->n_gen * sizeof(int32_t));
-        release(sl);
-      }
+      struct mpl_batch b = {n_tok, a.tok, a.pos, a.seq, n_log, a.rows};
+      wv->t_start = mpl_time_now();
+      st = mpl_rt_start(rt, &b, wv->mode, wv->logits, wv->argmax);
+      wv->in_flight = st == MPL_OK;
     }
-    if (d->exhausted) {
-      bool any = false;
-      for (int s = 0; s < n_slots; s++) any |= slots[s].req >= 0;
-      if (!any) break;
-    }
+    bool any = false;
+    for (int w = 0; w < n_waves; w++) any |= waves[w].in_flight;
+    if (!any) break;
   }
+  /* steps still in flight after a failure write into the waves' buffers: wait them out */
+  while (mpl_rt_in_flight(rt) > 0) mpl_rt_wait(rt);
   for (int s = 0; slots && s < n_slots; s++)
     if (slots[s].req >= 0) release(&slots[s]);
+  for (int w = 0; waves && w < n_waves; w++) {
+    free(waves[w].logits);
+    free(waves[w].argmax);
+  }
+  free(waves);
   free(slots);
   free(tok);
-  free(argmax);
-  free(logits);
   return st;
 }
 
@@ -440,8 +498,9 @@ enum mpl_status mpl_rt_generate(struct mpl_rt *rt, const struct mpl_request *req
                       .exhausted = !shared && g->dp_rank != 0, .opts = opts};
   if (mpl_rt_is_driver(rt)) {
     st = drive(&d);
+    /* the replica's agreement names the rank where a step failed */
     enum mpl_status s = mpl_rt_finish(rt);
-    if (st == MPL_OK) st = s;
+    if (s != MPL_OK) st = s;
   } else {
     st = mpl_rt_serve(rt);
   }

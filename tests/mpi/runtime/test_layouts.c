@@ -84,7 +84,9 @@ static void request(struct mpl_request *r, const struct fixture *fx, int p, doub
 static enum mpl_status run_layout(const struct fixture *fx, int dp, int pp, int tp,
                                   struct outcome *out) {
   struct mpl_rt *rt = NULL;
-  struct mpl_rt_options o = {dp, pp, tp, NULL};
+  /* micro-batches of one token: a step alone in the pipeline is cut as far as it goes
+   * (the default keeps 8 tokens and more, which these short prompts never reach) */
+  struct mpl_rt_options o = {dp, pp, tp, NULL, 1};
   enum mpl_status st = mpl_rt_create(fx->model, &o, &rt);
   if (st != MPL_OK) return st;
   int vocab = mpl_rt_config(rt)->vocab_size;
@@ -196,22 +198,22 @@ static void test_layouts_that_cannot_run(void) {
   if (st != MPL_OK) return;
   struct mpl_rt *rt = NULL;
   /* a product that is not the world size */
-  struct mpl_rt_options o = {n + 1, 1, 1, NULL};
+  struct mpl_rt_options o = {n + 1, 1, 1, NULL, 0};
   expect_failure(mpl_rt_create(fx.model, &o, &rt), MPL_ERR_ARG, "does not fit");
   CU_ASSERT_PTR_NULL(rt);
   /* more stages than the fixture's 2 layers */
   if (n >= 3) {
-    o = (struct mpl_rt_options){0, n, 1, NULL};
+    o = (struct mpl_rt_options){0, n, 1, NULL, 0};
     expect_failure(mpl_rt_create(fx.model, &o, &rt), MPL_ERR_ARG, "layers");
     CU_ASSERT_PTR_NULL(rt);
   }
   /* a missing model file */
-  o = (struct mpl_rt_options){n, 1, 1, NULL};
+  o = (struct mpl_rt_options){n, 1, 1, NULL, 0};
   st = mpl_rt_create("/nonexistent/model.h5", &o, &rt);
   CU_ASSERT_NOT_EQUAL(st, MPL_OK);
   CU_ASSERT_PTR_NOT_NULL(strstr(mpl_error_message(), "/nonexistent/model.h5"));
   /* a prompt beyond the 128-position context, on a layout with every axis used */
-  o = (struct mpl_rt_options){0, n % 2 == 0 ? 2 : 1, 1, NULL};
+  o = (struct mpl_rt_options){0, n % 2 == 0 ? 2 : 1, 1, NULL, 0};
   st = mpl_rt_create(fx.model, &o, &rt);
   CU_ASSERT_EQUAL(st, MPL_OK);
   if (st != MPL_OK) return;
@@ -230,7 +232,30 @@ static void test_layouts_that_cannot_run(void) {
   expect_failure(mpl_rt_generate(rt, rank0 ? &r : NULL, rank0 ? 1 : 0, &go, &res), MPL_ERR_RANGE,
                  "too-long");
   CU_ASSERT_PTR_NULL(res);
-  /* the runtime is still usable after a refused request */
+  /* a step that fails on the last stage only (a logit row before the batch, which only
+   * the stage with the head checks): the driver learns it from the step's status, the
+   * replica's agreement brings the last stage's own message, every rank fails alike */
+  if (mpl_rt_grid(rt)->pp_size > 1) {
+    st = mpl_rt_reserve(rt, 2, 16);
+    CU_ASSERT_EQUAL(st, MPL_OK);
+    if (mpl_rt_is_driver(rt)) {
+      int32_t tok[3] = {5, 6, 7}, pos[3] = {0, 1, 2}, seq[3] = {0, 0, 0}, rows[1] = {-1}, argmax[1];
+      struct mpl_batch b = {3, tok, pos, seq, 1, rows};
+      st = mpl_rt_step(rt, &b, MPL_RT_LOGITS_ARGMAX, NULL, argmax);
+      CU_ASSERT_NOT_EQUAL(st, MPL_OK);
+      enum mpl_status s = mpl_rt_finish(rt);
+      if (s != MPL_OK) st = s;
+    } else {
+      st = mpl_rt_serve(rt);
+    }
+    st = mpl_par_agree(MPI_COMM_WORLD, st);
+    expect_failure(st, MPL_ERR_ARG, "logits asked for row -1 of a batch of 3");
+    /* the last stage's first rank: world rank pp_size - 1 of the first replica */
+    char where[32];
+    snprintf(where, sizeof where, "[rank %d]", (mpl_rt_grid(rt)->pp_size - 1) * mpl_rt_grid(rt)->tp_size);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mpl_error_message(), where));
+  }
+  /* the runtime is still usable after a refused request and a failed step */
   r.n_prompt = 20;
   st = mpl_rt_generate(rt, rank0 ? &r : NULL, rank0 ? 1 : 0, &go, &res);
   CU_ASSERT_EQUAL(st, MPL_OK);
