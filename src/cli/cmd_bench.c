@@ -1,7 +1,9 @@
 /* `mpillm bench`: prefill and decode throughput of a layout, in the spirit of
  * llama-bench: per batch size, R repetitions (after a warm-up) of a prefill of B
- * prompts of L tokens and G decode steps of B tokens, on every replica at once.
- * Reports tok/s (mean +- stddev), per-token latency p50/p95, the share of time in
+ * prompts of L tokens and G decode steps of B tokens, on every replica at once (with a
+ * pipeline, the B sequences in one wave per stage, which follow each other through it
+ * as generate runs them). Reports tok/s (mean +- stddev), per-step latency p50/p95 (a
+ * step: every sequence takes one token), the share of time in
  * communication (mean and max over ranks), per-rank peak memory and weight bytes,
  * and for decode the share of the measured read bandwidth that streaming the
  * weights once per step amounts to. --pool R also runs R requests per replica
@@ -64,19 +66,33 @@ static enum mpl_status drive_once(struct mpl_rt *rt, int batch, int prompt_len, 
   double t0 = mpl_time_now();
   enum mpl_status st = mpl_rt_step(rt, &b, MPL_RT_LOGITS_ARGMAX, NULL, next);
   *prefill_s = mpl_time_now() - t0;
-  double d0 = mpl_time_now();
+  /* decode: the batch in waves, one per pipeline stage (one wave without a pipeline),
+   * a wave's next step started as soon as its last one is back, as generate runs
+   * them; step_s[g] is round g, in which every sequence takes one token */
+  int n_waves = mpl_rt_pipeline_depth(rt) < batch ? mpl_rt_pipeline_depth(rt) : batch;
+  double d0 = mpl_time_now(), round0 = d0;
   for (int g = 0; st == MPL_OK && g < gen; g++) {
-    for (int s = 0; s < batch; s++) {
-      tok[s] = next[s];
-      pos[s] = prompt_len + g;
-      seq[s] = s;
-      rows[s] = s;
+    for (int w = 0; st == MPL_OK && w < n_waves; w++) {
+      int s0 = batch * w / n_waves, s1 = batch * (w + 1) / n_waves;
+      if (g > 0) st = mpl_rt_wait(rt); /* this wave's last step: the oldest in flight */
+      for (int s = s0; st == MPL_OK && s < s1; s++) {
+        tok[s] = next[s];
+        pos[s] = prompt_len + g;
+        seq[s] = s;
+        rows[s] = s - s0;
+      }
+      struct mpl_batch d = {s1 - s0, tok + s0, pos + s0, seq + s0, s1 - s0, rows + s0};
+      if (st == MPL_OK) st = mpl_rt_start(rt, &d, MPL_RT_LOGITS_ARGMAX, NULL, next + s0);
     }
-    struct mpl_batch d = {batch, tok, pos, seq, batch, rows};
     double t = mpl_time_now();
-    st = mpl_rt_step(rt, &d, MPL_RT_LOGITS_ARGMAX, NULL, next);
-    step_s[g] = mpl_time_now() - t;
+    if (g > 0) step_s[g - 1] = t - round0;
+    round0 = t;
   }
+  while (mpl_rt_in_flight(rt) > 0) {
+    enum mpl_status s = mpl_rt_wait(rt);
+    if (st == MPL_OK) st = s;
+  }
+  step_s[gen - 1] = mpl_time_now() - round0;
   *decode_s = mpl_time_now() - d0;
   free(buf);
   free(next);
@@ -112,8 +128,9 @@ static enum mpl_status run_batch(struct mpl_rt *rt, int batch, int prompt_len, i
     if (mpl_rt_is_driver(rt)) {
       st = drive_once(rt, batch, prompt_len, gen, 1000 + (uint64_t)g->dp_rank, &times[0], &times[1],
                       step_s);
+      /* the replica's agreement names the rank where a step failed */
       enum mpl_status s = mpl_rt_finish(rt);
-      if (st == MPL_OK) st = s;
+      if (s != MPL_OK) st = s;
     } else {
       st = mpl_rt_serve(rt);
     }
@@ -344,10 +361,12 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
     enum mpl_status s = mpl_par_allreduce_sum_f64(g->world, &bw, 1);
     if (st == MPL_OK) st = s;
   }
-  /* each replica streams all its ranks' weights once per decode step */
+  /* each replica streams all its ranks' weights once per decode step of a wave, and
+   * its waves (one per stage) take one token per sequence each round */
   for (int i = 0; i < n_sizes; i++) {
-    double steps_per_s = rows[i].decode_mean / ((double)g->dp_size * rows[i].batch);
-    rows[i].bw_share = bw > 0 ? weights_all * steps_per_s / bw : 0.0;
+    int n_waves = g->pp_size < rows[i].batch ? g->pp_size : rows[i].batch;
+    double rounds_per_s = rows[i].decode_mean / ((double)g->dp_size * rows[i].batch);
+    rows[i].bw_share = bw > 0 ? weights_all * n_waves * rounds_per_s / bw : 0.0;
   }
   double *per_rank = ctx->world_rank == 0 ? calloc((size_t)g->size * 2, sizeof(double)) : NULL;
   size_t *counts = calloc((size_t)g->size, sizeof(size_t)), *displs = calloc((size_t)g->size, sizeof(size_t));
