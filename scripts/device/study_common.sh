@@ -1,4 +1,4 @@
-# Sourced by dp_study.sh and tp_study.sh, and by ../device_scaling.sh for the build and
+# Sourced by dp_study.sh, tp_study.sh, pp_study.sh and ab_study.sh, and by ../device_scaling.sh for the build and
 # model only (THERE, on the device host): the start every
 # study shares, and mpillm and the 1.39 GB bench model unless the caller names them.
 #   study_start NAME: needs OUT (the results folder); everything printed from here on
