@@ -1,5 +1,5 @@
-/* mpillm runtime: sampling, the per-replica engine loop (pipeline stages with
- * micro-batches, vocabulary-split logits), the rank-0 coordinator that shards
+/* mpillm runtime: sampling, the per-replica engine loop (pipeline stages with one
+ * step per stage in flight, vocabulary-split logits), the rank-0 coordinator that shards
  * requests over data-parallel replicas and gathers the answers in request order,
  * perplexity evaluation, and the measurements the bench command reports. */
 #ifndef MPILLM_RUNTIME_H

@@ -5,7 +5,9 @@
  * faster takes more and the batch ends when the work does, not when the slowest
  * fixed shard does; each driver generates with continuous batching (a finished
  * sequence's slot takes the next request, whose prompt is prefilled alongside the
- * others' decode tokens), and the answers come back to rank 0 in request order. */
+ * others' decode tokens; with a pipeline, the slots run as one wave per stage, the
+ * waves' steps following each other through it), and the answers come back to rank 0
+ * in request order. */
 #include <stdlib.h>
 #include <string.h>
 
