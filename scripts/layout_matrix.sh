@@ -2,8 +2,9 @@
 # The wider layout matrix (issue 4): every dp x pp x tp of 1..MAX_RANKS ranks (8 by
 # default) on the three fixtures and on a random 8-layer LLaMA (deep pipelines),
 # from the one model file and from shard sets cut by `mpillm shard`, compared with
-# the one-rank run: generated tokens identical (greedy and seeded sampling, several
-# requests in flight), perplexity within 1e-5 relative, prompt logits within 1e-5
+# the one-rank run: generated tokens identical (greedy and seeded sampling, 6 requests
+# with 4 in flight: up to 4 pipeline waves, slots taking new requests), perplexity
+# within 1e-5 relative, prompt logits within 1e-5
 # of max|logit| (when python3 has h5py). Layouts the model cannot take (more stages
 # than layers, more tensor ranks than heads) must fail with one message and a
 # non-zero exit; they count as passed when they do. Prints "N passed, M failed".
@@ -39,6 +40,8 @@ cat >"$work/req.jsonl" <<'EOF'
 {"id": "topk", "ids": [1, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69], "max_tokens": 6, "temperature": 0.9, "top_k": 40, "top_p": 0.95, "seed": 3}
 {"id": "minp", "ids": [1, 200, 201], "max_tokens": 10, "temperature": 1.2, "min_p": 0.05, "repeat_penalty": 1.3, "seed": 8}
 {"id": "short", "ids": [5], "max_tokens": 4, "temperature": 0.7, "seed": 1}
+{"id": "long", "ids": [2, 4, 8, 16, 32, 64, 128, 256, 3, 9, 27, 81, 243], "max_tokens": 9}
+{"id": "pair", "ids": [11, 12], "max_tokens": 5, "temperature": 1.0, "top_k": 20, "seed": 6}
 EOF
 awk 'BEGIN { srand(7); for (i = 0; i < 300; i++) printf "%d%s", 3 + int(rand() * 290), (i < 299 ? "," : "\n") }' >"$work/text_ids"
 prompt=$(cut -d, -f1-20 "$work/text_ids")
@@ -49,7 +52,7 @@ run_case() { # MODEL_PATH N DIR layout...
   shift 3
   mkdir -p "$dir"
   timeout 300 mpiexec -n "$n" --oversubscribe --bind-to none "$bin" generate -m "$path" --input "$work/req.jsonl" \
-    --ignore-eos --batch 2 -o "$dir/answers.jsonl" "$@" >/dev/null 2>"$dir/err" || return 1
+    --ignore-eos --batch 4 -o "$dir/answers.jsonl" "$@" >/dev/null 2>"$dir/err" || return 1
   timeout 300 mpiexec -n "$n" --oversubscribe --bind-to none "$bin" generate -m "$path" --prompt-ids "$prompt" -n 0 \
     --logits-out "$dir/logits.h5" --json "$@" >/dev/null 2>>"$dir/err" || return 1
   # eval reads text: the deep model has no tokenizer, so it is measured on the fixtures only
