@@ -279,8 +279,9 @@ static enum mpl_status reserve_local(struct mpl_rt *rt, int n_tok, int n_log, in
   bool last = g->pp_rank == g->pp_size - 1, driver = mpl_rt_is_driver(rt);
   int H = rt->cfg.hidden_size, vocab = rt->cfg.vocab_size, nv = rt->vocab_end - rt->vocab_begin;
   size_t rows = (size_t)(n_log ? n_log : 1), act = (size_t)n_tok * H * sizeof(float);
-  enum mpl_status st =
-      grow((void **)&rt->wire, &rt->wire_bytes, (3 * (size_t)n_tok + rows) * sizeof(int32_t), "batch");
+  /* room for any step of up to n_tok tokens, whatever its mode: it has at most n_tok
+   * logit rows (mpl_rt_start checks) */
+  enum mpl_status st = grow((void **)&rt->wire, &rt->wire_bytes, 4 * (size_t)n_tok * sizeof(int32_t), "batch");
   if (st == MPL_OK && g->pp_size > 1 &&
       (grow((void **)&rt->act_in, &rt->act_in_bytes, act, "activations") != MPL_OK ||
        grow((void **)&rt->act_out, &rt->act_out_bytes, act, "activations") != MPL_OK))
@@ -489,6 +490,7 @@ static enum mpl_status start(struct mpl_rt *rt, const struct mpl_batch *b, enum 
   const struct mpl_grid *g = &rt->grid;
   int pp = g->pp_size, n_tok = b->n_tokens, n_log = b->n_logits;
   MPL_ASSERT(rt->n_pending < pp, "%d steps in flight on a pipeline of %d stages", rt->n_pending + 1, pp);
+  MPL_ASSERT(n_log <= n_tok, "%d logit rows in a batch of %d tokens", n_log, n_tok);
   /* the last step's ids are out of the wire buffer before this one's go in */
   if (note(rt, wait_sent(rt)) != MPL_OK) return rt->own;
   if (n_tok > rt->cap_tokens || n_log > rt->cap_logits[mode]) {
