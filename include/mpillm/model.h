@@ -111,6 +111,13 @@ struct mpl_batch {
   const int32_t *logit_rows; /* [n_logits] rows of the batch whose logits are wanted */
 };
 
+/* Grows the forward pass's scratch for batches of up to n_rows tokens (or logit rows)
+ * against up to n_ctx cached positions, so that mpl_model_forward allocates nothing
+ * for them: a caller that agrees on this step across the stage's ranks keeps an
+ * allocation failure from leaving one rank out of the forward pass's all-reduces.
+ * Local; the forward pass grows what is missing itself. */
+enum mpl_status mpl_model_reserve(struct mpl_model *model, int n_rows, int n_ctx);
+
 /* Runs this rank's part on a batch. First stage: reads batch->tokens, x_in NULL.
  * Later stages: x_in [n_tokens][hidden_size] from the previous stage. Stages before
  * the last write x_out [n_tokens][hidden_size]; the last stage writes logits

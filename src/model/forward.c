@@ -86,6 +86,10 @@ static enum mpl_status ensure_scratch(struct mpl_model *m, int n_rows, int n_ctx
   return MPL_OK;
 }
 
+enum mpl_status mpl_model_reserve(struct mpl_model *m, int n_rows, int n_ctx) {
+  return ensure_scratch(m, n_rows < 1 ? 1 : n_rows, n_ctx < 1 ? 1 : n_ctx);
+}
+
 static enum mpl_status check_batch(const struct mpl_model *m, const struct mpl_kv_cache *kv,
                                    const struct mpl_batch *b, const float *x_in, const float *x_out,
                                    const float *logits) {

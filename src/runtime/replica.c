@@ -200,6 +200,8 @@ enum mpl_status mpl_rt_reserve(struct mpl_rt *rt, int n_slots, int n_ctx) {
     st = mpl_kv_create(rt->model, n_slots, n_ctx, &rt->kv);
     if (st == MPL_OK) rt->n_slots = n_slots, rt->n_ctx = n_ctx;
   }
+  /* the attention's scores for that context, here where the ranks agree */
+  if (st == MPL_OK) st = mpl_model_reserve(rt->model, 1, n_ctx);
   return mpl_par_agree(rt->grid.world, st);
 }
 
@@ -295,6 +297,9 @@ static enum mpl_status reserve_local(struct mpl_rt *rt, int n_tok, int n_log, in
     rt->ids = mpl_alloc(rt->row_bytes, "logit rows");
     if (!rt->mb_rows || !rt->idx || !rt->val || !rt->ids) st = MPL_ERR_NOMEM, rt->row_bytes = 0;
   }
+  /* the forward pass's own scratch: grown here, where the replica agrees, a step
+   * allocates nothing, and no rank leaves its stage's all-reduces for want of memory */
+  if (st == MPL_OK) st = mpl_model_reserve(rt->model, n_tok, rt->n_ctx);
   if (st == MPL_OK && last)
     st = grow((void **)&rt->part_logits, &rt->part_bytes, rows * (nv ? nv : 1) * sizeof(float),
               "logits");
