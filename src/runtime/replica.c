@@ -481,11 +481,6 @@ static void drain(struct mpl_rt *rt) {
     complete(rt, &rt->pending[(rt->pending_head + i) % rt->grid.pp_size]);
 }
 
-/* The driver's side of a command: the header (and ids) in and on. */
-static enum mpl_status drive_command(struct mpl_rt *rt, struct step_header *h) {
-  return note(rt, share_command(rt, h));
-}
-
 int mpl_rt_pipeline_depth(const struct mpl_rt *rt) { return rt->grid.pp_size; }
 int mpl_rt_in_flight(const struct mpl_rt *rt) { return rt->n_pending; }
 
@@ -503,7 +498,7 @@ static enum mpl_status start(struct mpl_rt *rt, const struct mpl_batch *b, enum 
     int want_tok = n_tok > rt->cap_tokens ? n_tok : rt->cap_tokens;
     int want_log = n_log > rt->cap_logits[mode] ? n_log : rt->cap_logits[mode];
     struct step_header r = {CMD_RESERVE, want_tok, want_log, (int32_t)mode, 0, 0};
-    enum mpl_status st = drive_command(rt, &r);
+    enum mpl_status st = note(rt, share_command(rt, &r));
     if (st == MPL_OK) st = reserve_step(rt, &r);
     if (st != MPL_OK) return st;
     rt->cap_tokens = want_tok;
@@ -540,7 +535,7 @@ static enum mpl_status start(struct mpl_rt *rt, const struct mpl_batch *b, enum 
   memcpy(w + 2 * (size_t)n_tok, b->seq, (size_t)n_tok * sizeof(int32_t));
   memcpy(w + 3 * (size_t)n_tok, b->logit_rows, (size_t)n_log * sizeof(int32_t));
   struct step_header h = {CMD_STEP, n_tok, n_log, (int32_t)mode, n_mb, 0};
-  st = drive_command(rt, &h);
+  st = note(rt, share_command(rt, &h));
   if (st != MPL_OK) { /* the replica's links are broken: nothing more can run */
     p->done = true;
     p->status = (int32_t)st;
@@ -616,7 +611,7 @@ enum mpl_status mpl_rt_finish(struct mpl_rt *rt) {
   drain(rt);
   rt->n_pending = 0;
   struct step_header h = {CMD_FINISH, 0, 0, 0, 0, 0};
-  enum mpl_status st = drive_command(rt, &h);
+  enum mpl_status st = note(rt, share_command(rt, &h));
   if (st != MPL_OK) return st;
   return agree_end(rt);
 }
