@@ -142,14 +142,16 @@ enum mpl_rt_logits {
  * message. */
 enum mpl_status mpl_rt_step(struct mpl_rt *rt, const struct mpl_batch *batch,
                             enum mpl_rt_logits mode, float *logits, int32_t *argmax);
-/* The same step in two halves, so that up to mpl_rt_pipeline_depth steps (of
+/* The same step in two halves, so that up to pp_size steps (of
  * different sequences) are in the pipeline at once: start returns once the driver's
  * own stage has passed the step on; wait hands back the oldest started step's outcome,
  * its outputs written into the logits/argmax given to its start (kept until then). */
 enum mpl_status mpl_rt_start(struct mpl_rt *rt, const struct mpl_batch *batch,
                              enum mpl_rt_logits mode, float *logits, int32_t *argmax);
 enum mpl_status mpl_rt_wait(struct mpl_rt *rt);
-int mpl_rt_pipeline_depth(const struct mpl_rt *rt); /* pp_size */
+/* How many waves n_seqs sequences run as, each its own step in flight: one per
+ * pipeline stage, at most one per sequence (1 without a pipeline). */
+int mpl_rt_waves(const struct mpl_rt *rt, int n_seqs);
 int mpl_rt_in_flight(const struct mpl_rt *rt);       /* steps started, not waited for */
 /* mpl_rt_step for perplexity: nll[r] = -log softmax(logits of row r)[the batch's
  * token after row r's], in double, computed where the vocabulary slices are (a max,

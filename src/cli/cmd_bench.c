@@ -69,7 +69,7 @@ static enum mpl_status drive_once(struct mpl_rt *rt, int batch, int prompt_len, 
   /* decode: the batch in waves, one per pipeline stage (one wave without a pipeline),
    * a wave's next step started as soon as its last one is back, as generate runs
    * them; step_s[g] is round g, in which every sequence takes one token */
-  int n_waves = mpl_rt_pipeline_depth(rt) < batch ? mpl_rt_pipeline_depth(rt) : batch;
+  int n_waves = mpl_rt_waves(rt, batch);
   double d0 = mpl_time_now(), round0 = d0;
   for (int g = 0; st == MPL_OK && g < gen; g++) {
     for (int w = 0; st == MPL_OK && w < n_waves; w++) {
@@ -364,9 +364,8 @@ enum mpl_status mpl_cmd_bench(int argc, char **argv, struct mpl_cli_ctx *ctx) {
   /* each replica streams all its ranks' weights once per decode step of a wave, and
    * its waves (one per stage) take one token per sequence each round */
   for (int i = 0; i < n_sizes; i++) {
-    int n_waves = g->pp_size < rows[i].batch ? g->pp_size : rows[i].batch;
     double rounds_per_s = rows[i].decode_mean / ((double)g->dp_size * rows[i].batch);
-    rows[i].bw_share = bw > 0 ? weights_all * n_waves * rounds_per_s / bw : 0.0;
+    rows[i].bw_share = bw > 0 ? weights_all * mpl_rt_waves(rt, rows[i].batch) * rounds_per_s / bw : 0.0;
   }
   double *per_rank = ctx->world_rank == 0 ? calloc((size_t)g->size * 2, sizeof(double)) : NULL;
   size_t *counts = calloc((size_t)g->size, sizeof(size_t)), *displs = calloc((size_t)g->size, sizeof(size_t));

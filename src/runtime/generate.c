@@ -312,7 +312,7 @@ static enum mpl_status wave_outcome(struct driver *d, struct slot *slots, int n_
 static enum mpl_status drive(struct driver *d) {
   struct mpl_rt *rt = d->rt;
   int n_slots = mpl_rt_n_slots(rt), vocab = mpl_rt_config(rt)->vocab_size;
-  int n_waves = mpl_rt_pipeline_depth(rt) < n_slots ? mpl_rt_pipeline_depth(rt) : n_slots;
+  int n_waves = mpl_rt_waves(rt, n_slots);
   enum mpl_status st = MPL_OK;
   struct slot *slots = calloc((size_t)n_slots, sizeof *slots);
   struct wave *waves = calloc((size_t)n_waves, sizeof *waves);

@@ -481,7 +481,9 @@ static void drain(struct mpl_rt *rt) {
     complete(rt, &rt->pending[(rt->pending_head + i) % rt->grid.pp_size]);
 }
 
-int mpl_rt_pipeline_depth(const struct mpl_rt *rt) { return rt->grid.pp_size; }
+int mpl_rt_waves(const struct mpl_rt *rt, int n_seqs) {
+  return rt->grid.pp_size < n_seqs ? rt->grid.pp_size : n_seqs > 1 ? n_seqs : 1;
+}
 int mpl_rt_in_flight(const struct mpl_rt *rt) { return rt->n_pending; }
 
 static enum mpl_status start(struct mpl_rt *rt, const struct mpl_batch *b, enum mpl_rt_logits mode,
