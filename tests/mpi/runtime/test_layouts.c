@@ -254,6 +254,22 @@ static void test_layouts_that_cannot_run(void) {
     char where[32];
     snprintf(where, sizeof where, "[rank %d]", (mpl_rt_grid(rt)->pp_size - 1) * mpl_rt_grid(rt)->tp_size);
     CU_ASSERT_PTR_NOT_NULL(strstr(mpl_error_message(), where));
+    /* and one that fails on the driver's own stage (a token outside the vocabulary,
+     * which only the stage with the embedding reads): the later stages run on what it
+     * passes on, the status says it failed, the message is the driver's */
+    if (mpl_rt_is_driver(rt)) {
+      int32_t tok[3] = {5, 1 << 30, 7}, pos[3] = {0, 1, 2}, seq[3] = {0, 0, 0}, rows[1] = {2}, argmax[1];
+      struct mpl_batch b = {3, tok, pos, seq, 1, rows};
+      st = mpl_rt_step(rt, &b, MPL_RT_LOGITS_ARGMAX, NULL, argmax);
+      CU_ASSERT_EQUAL(st, MPL_ERR_ARG);
+      enum mpl_status s = mpl_rt_finish(rt);
+      if (s != MPL_OK) st = s;
+    } else {
+      st = mpl_rt_serve(rt);
+    }
+    st = mpl_par_agree(MPI_COMM_WORLD, st);
+    expect_failure(st, MPL_ERR_ARG, "outside the vocabulary");
+    CU_ASSERT_PTR_NOT_NULL(strstr(mpl_error_message(), "[rank 0]"));
   }
   /* the runtime is still usable after a refused request and a failed step */
   r.n_prompt = 20;
