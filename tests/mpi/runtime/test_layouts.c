@@ -190,6 +190,23 @@ static void expect_failure(enum mpl_status st, enum mpl_status want, const char 
     fprintf(stderr, "wanted '%s' in: %s\n", needle, mpl_error_message());
 }
 
+/* One step of the tokens 5, token, 7 with the logits of row `row`, which must fail:
+ * the drivers step and finish, the other ranks serve; the world's agreed outcome. */
+static enum mpl_status failing_step(struct mpl_rt *rt, int32_t token, int32_t row) {
+  enum mpl_status st;
+  if (mpl_rt_is_driver(rt)) {
+    int32_t tok[3] = {5, token, 7}, pos[3] = {0, 1, 2}, seq[3] = {0, 0, 0}, rows[1] = {row}, argmax[1];
+    struct mpl_batch b = {3, tok, pos, seq, 1, rows};
+    st = mpl_rt_step(rt, &b, MPL_RT_LOGITS_ARGMAX, NULL, argmax);
+    CU_ASSERT_NOT_EQUAL(st, MPL_OK);
+    enum mpl_status s = mpl_rt_finish(rt);
+    if (s != MPL_OK) st = s;
+  } else {
+    st = mpl_rt_serve(rt);
+  }
+  return mpl_par_agree(MPI_COMM_WORLD, st);
+}
+
 static void test_layouts_that_cannot_run(void) {
   int n = mpl_par_world_size();
   struct fixture fx;
@@ -238,18 +255,7 @@ static void test_layouts_that_cannot_run(void) {
   if (mpl_rt_grid(rt)->pp_size > 1) {
     st = mpl_rt_reserve(rt, 2, 16);
     CU_ASSERT_EQUAL(st, MPL_OK);
-    if (mpl_rt_is_driver(rt)) {
-      int32_t tok[3] = {5, 6, 7}, pos[3] = {0, 1, 2}, seq[3] = {0, 0, 0}, rows[1] = {-1}, argmax[1];
-      struct mpl_batch b = {3, tok, pos, seq, 1, rows};
-      st = mpl_rt_step(rt, &b, MPL_RT_LOGITS_ARGMAX, NULL, argmax);
-      CU_ASSERT_NOT_EQUAL(st, MPL_OK);
-      enum mpl_status s = mpl_rt_finish(rt);
-      if (s != MPL_OK) st = s;
-    } else {
-      st = mpl_rt_serve(rt);
-    }
-    st = mpl_par_agree(MPI_COMM_WORLD, st);
-    expect_failure(st, MPL_ERR_ARG, "logits asked for row -1 of a batch of 3");
+    expect_failure(failing_step(rt, 6, -1), MPL_ERR_ARG, "logits asked for row -1 of a batch of 3");
     /* the last stage's first rank: world rank pp_size - 1 of the first replica */
     char where[32];
     snprintf(where, sizeof where, "[rank %d]", (mpl_rt_grid(rt)->pp_size - 1) * mpl_rt_grid(rt)->tp_size);
@@ -257,18 +263,7 @@ static void test_layouts_that_cannot_run(void) {
     /* and one that fails on the driver's own stage (a token outside the vocabulary,
      * which only the stage with the embedding reads): the later stages run on what it
      * passes on, the status says it failed, the message is the driver's */
-    if (mpl_rt_is_driver(rt)) {
-      int32_t tok[3] = {5, 1 << 30, 7}, pos[3] = {0, 1, 2}, seq[3] = {0, 0, 0}, rows[1] = {2}, argmax[1];
-      struct mpl_batch b = {3, tok, pos, seq, 1, rows};
-      st = mpl_rt_step(rt, &b, MPL_RT_LOGITS_ARGMAX, NULL, argmax);
-      CU_ASSERT_EQUAL(st, MPL_ERR_ARG);
-      enum mpl_status s = mpl_rt_finish(rt);
-      if (s != MPL_OK) st = s;
-    } else {
-      st = mpl_rt_serve(rt);
-    }
-    st = mpl_par_agree(MPI_COMM_WORLD, st);
-    expect_failure(st, MPL_ERR_ARG, "outside the vocabulary");
+    expect_failure(failing_step(rt, 1 << 30, 2), MPL_ERR_ARG, "outside the vocabulary");
     CU_ASSERT_PTR_NOT_NULL(strstr(mpl_error_message(), "[rank 0]"));
   }
   /* the runtime is still usable after a refused request and a failed step */
